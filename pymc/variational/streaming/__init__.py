@@ -1,0 +1,53 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Out-of-core minibatch variational inference.
+
+``pm.Minibatch`` draws random rows from arrays that live in memory, so its memory grows
+with the number of rows ``N``. This subpackage streams rows from parquet, CSV, object
+storage or your own :class:`IterableDataset` instead: a :class:`DataLoader` shuffles and
+batches them with bounded memory, and a :class:`Trainer` writes each batch into a
+``pm.Data`` placeholder before every step of ADVI (or full-rank ADVI, SVGD, ASVGD).
+
+Use it when the data does not fit in RAM, or when it fits but you would rather not hold
+it there; for small data ``pm.Minibatch`` is just as good.
+"""
+
+from pymc.variational.streaming.dataloader import BatchIterator, DataLoader
+from pymc.variational.streaming.sources import (
+    ArraySource,
+    CSVSource,
+    IterableDataset,
+    ParquetSource,
+    Shard,
+    array_source,
+    csv_source,
+    parquet_source,
+)
+from pymc.variational.streaming.trainer import Trainer, TrainerState, default_optimizer
+
+__all__ = [
+    "ArraySource",
+    "BatchIterator",
+    "CSVSource",
+    "DataLoader",
+    "IterableDataset",
+    "ParquetSource",
+    "Shard",
+    "Trainer",
+    "TrainerState",
+    "array_source",
+    "csv_source",
+    "default_optimizer",
+    "parquet_source",
+]

@@ -1,0 +1,556 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""A sized, shuffling, batching loader over an :class:`IterableDataset`.
+
+How rows are ordered in epoch ``e`` (everything below is a pure function of
+``(seed, e)``, which is what makes batches reproducible and resumable):
+
+1. the shards are permuted with ``default_rng([seed, e])``;
+2. the rows of the shards, in that order, are cut into windows of ``buffer_size`` rows;
+3. window ``w`` is permuted with ``default_rng([seed, e, w])``;
+4. batch ``i`` is rows ``[i * batch_size, (i + 1) * batch_size)`` of the concatenated windows.
+
+Resuming at batch ``i`` therefore only needs the window that holds row ``i * batch_size``:
+no shuffle buffer is ever saved.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import secrets
+import threading
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from pymc.variational.streaming.sources import IterableDataset, Shard
+
+__all__ = ["BatchIterator", "DataLoader"]
+
+# 2**18 rows of 14 float64 columns is 29 MB per window.
+DEFAULT_BUFFER_ROWS = 1 << 18
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool)
+
+
+class DataLoader:
+    """Shuffled minibatches streamed from a source, epoch after epoch.
+
+    ``len(loader)`` is the number of rows ``N``, so that a model written as
+    ``pm.Bernoulli(..., total_size=len(loader))`` scales its minibatch likelihood by
+    ``N / batch_size`` without knowing about the loader.
+
+    Parameters
+    ----------
+    source : IterableDataset
+        Where the rows come from, e.g. :func:`~pymc.variational.streaming.parquet_source`.
+    batch_size : int
+        Rows per batch.
+    sample_shape : tuple of int, optional
+        Shape of one row as the model sees it; batches have shape
+        ``(batch_size, *sample_shape)``. Defaults to ``(number of columns,)``.
+    total_size : "auto", int or None, default "auto"
+        What ``len(loader)`` returns: the source's row count (``"auto"``), a given number,
+        or nothing (``None``, for sources that cannot count their rows).
+    shuffle : bool, default True
+        Permute the shard order and the rows within each window, anew each epoch.
+        With ``shuffle=False`` rows come in storage order.
+    buffer_size : int, optional
+        Rows per shuffle window. Defaults to ``max(262144, 4 * batch_size)``. Peak memory
+        of the loader is about three windows: ``3 * buffer_size * row_bytes``, e.g.
+        88 MB for 14 float64 columns.
+    seed : int, optional
+        Seed of every shuffle. The same seed gives the same batches in every process.
+        Defaults to fresh entropy, recorded in :meth:`state_dict`.
+    drop_last : bool, default False
+        Drop the short last batch of each epoch instead of yielding it. By default every
+        row is seen exactly once per epoch.
+    transform : callable, optional
+        Applied to every 2-D block of rows before batching; it must keep the number of
+        rows. Use it to fill missing values, take logs or standardize, e.g.
+        ``lambda x: np.log1p(np.nan_to_num(x))``.
+    prefetch : int, default 2
+        Windows decoded ahead by a background thread. ``0`` decodes on the calling thread.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from pymc.variational.streaming import DataLoader, parquet_source
+
+        loader = DataLoader(parquet_source("criteo/"), batch_size=4096, sample_shape=(14,), seed=1)
+        len(loader)            # N, the number of rows
+        batch = next(iter(loader))
+        batch.shape            # (4096, 14)
+    """
+
+    def __init__(
+        self,
+        source: IterableDataset,
+        batch_size: int,
+        sample_shape: Sequence[int] | None = None,
+        total_size: int | str | None = "auto",
+        shuffle: bool = True,
+        buffer_size: int | None = None,
+        seed: int | None = None,
+        drop_last: bool = False,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        prefetch: int = 2,
+    ):
+        if not isinstance(source, IterableDataset):
+            raise TypeError(
+                f"source must be an IterableDataset (e.g. parquet_source(...)), got {type(source).__name__}; "
+                "wrap in-memory arrays with array_source(...)"
+            )
+        if not _is_int(batch_size) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if buffer_size is None:
+            buffer_size = max(DEFAULT_BUFFER_ROWS, 4 * batch_size)
+        if not _is_int(buffer_size) or buffer_size <= 0:
+            raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
+        if seed is None:
+            seed = secrets.randbits(63)
+        if not _is_int(seed) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if not _is_int(prefetch) or prefetch < 0:
+            raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be a function of a 2-D array, got {type(transform).__name__}")
+        self.source = source
+        self.batch_size = int(batch_size)
+        self.buffer_size = int(buffer_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self.prefetch = int(prefetch)
+        self.num_rows = source.num_rows
+        self._shards = list(source.shards())
+        if not self._shards or self.num_rows == 0:
+            raise ValueError(f"{source!r} holds no rows")
+        if self.num_rows is not None and self.drop_last and self.num_rows < self.batch_size:
+            raise ValueError(
+                f"drop_last=True with batch_size={self.batch_size} but the source holds only "
+                f"{self.num_rows} rows: every batch would be dropped"
+            )
+        self.total_size = self._resolve_total_size(total_size)
+        self.width = self._row_width()
+        self.sample_shape = self._resolve_sample_shape(sample_shape)
+        self._position = (0, 0)  # (epoch, batch index) of the next batch to hand out
+
+    # --------------------------------------------------------------- set-up checks
+    def _resolve_total_size(self, total_size) -> int | None:
+        if isinstance(total_size, str):
+            if total_size != "auto":
+                raise ValueError(f'total_size must be "auto", an int or None, got {total_size!r}')
+            return self.num_rows
+        if total_size is None:
+            return None
+        if not _is_int(total_size) or total_size <= 0:
+            raise ValueError(f'total_size must be "auto", a positive int or None, got {total_size!r}')
+        return int(total_size)
+
+    def _row_width(self) -> int:
+        """Columns per row after the transform, probed on the first block when there is one."""
+        width = len(self.source.columns)
+        if self.transform is None:
+            return width
+        shard = self._shards[0]
+        first = next(iter(self.source.read_shard(shard, np.float64)))[:64]
+        out = self._apply_transform(first, shard)
+        return out.shape[1]
+
+    def _resolve_sample_shape(self, sample_shape) -> tuple[int, ...]:
+        if sample_shape is None:
+            return (self.width,)
+        if _is_int(sample_shape):
+            sample_shape = (sample_shape,)
+        try:
+            shape = tuple(int(d) for d in sample_shape)
+        except TypeError as err:
+            raise TypeError(f"sample_shape must be a tuple of ints, got {sample_shape!r}") from err
+        if math.prod(shape) != self.width:
+            after = " after the transform" if self.transform is not None else ""
+            raise ValueError(
+                f"sample_shape={shape} holds {math.prod(shape)} values per row, but the rows "
+                f"have {self.width} columns{after}: {self._column_names()}"
+            )
+        return shape
+
+    def _column_names(self) -> list[str]:
+        cols = list(self.source.columns)
+        return cols if len(cols) == self.width else [f"column {j}" for j in range(self.width)]
+
+    # --------------------------------------------------------------- sizes
+    def __len__(self) -> int:
+        if self.total_size is None:
+            raise TypeError(
+                "len(loader) is unknown: the source cannot count its rows and total_size=None. "
+                "Pass total_size=<number of rows> to the DataLoader."
+            )
+        return self.total_size
+
+    @property
+    def batches_per_epoch(self) -> int | None:
+        """Batches in one epoch, or None when the row count is unknown."""
+        if self.num_rows is None:
+            return None
+        if self.drop_last:
+            return self.num_rows // self.batch_size
+        return -(-self.num_rows // self.batch_size)
+
+    # --------------------------------------------------------------- iteration
+    def __iter__(self) -> BatchIterator:
+        return self.iterate()
+
+    def iterate(self, dtype: np.dtype | type = np.float64, prefetch: int | None = None) -> BatchIterator:
+        """Endless batches from the current position (see :meth:`state_dict`).
+
+        Parameters
+        ----------
+        dtype : numpy dtype, default float64
+            dtype of the batches. Rows are decoded straight into it; integer dtypes
+            require whole numbers.
+        prefetch : int, optional
+            Overrides the loader's ``prefetch``.
+        """
+        return BatchIterator(self, np.dtype(dtype), self.prefetch if prefetch is None else prefetch)
+
+    def iter_epoch(self, epoch: int = 0, dtype: np.dtype | type = np.float64) -> Iterator[np.ndarray]:
+        """Yield the batches of one epoch, on the calling thread, without moving the position."""
+        B = self.batch_size
+        for _, chunk in self._chunks(epoch, 0, np.dtype(dtype)):
+            chunk = chunk.reshape((len(chunk), *self.sample_shape))
+            for a in range(0, len(chunk), B):
+                yield chunk[a : a + B]
+
+    # --------------------------------------------------------------- resume
+    def state_dict(self) -> dict:
+        """The position of the next batch and everything needed to check a resume."""
+        epoch, batch = self._position
+        return {
+            "epoch": epoch,
+            "batch": batch,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "buffer_size": self.buffer_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "fingerprint": self.source.fingerprint(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`, refusing one taken on other data."""
+        fingerprint = self.source.fingerprint()
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                "this loader state was saved on different data: saved "
+                f"{_summary(state['fingerprint'])}, now {_summary(fingerprint)}"
+            )
+        for key in ("batch_size", "buffer_size", "shuffle", "drop_last"):
+            if state[key] != getattr(self, key):
+                raise ValueError(
+                    f"this loader state was saved with {key}={state[key]!r}, but the loader has "
+                    f"{key}={getattr(self, key)!r}; the batches would differ"
+                )
+        self.seed = int(state["seed"])
+        self._position = (int(state["epoch"]), int(state["batch"]))
+
+    # --------------------------------------------------------------- production
+    def _shard_order(self, epoch: int) -> list[Shard]:
+        if not self.shuffle:
+            return self._shards
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self._shards))
+        return [self._shards[i] for i in order]
+
+    def _apply_transform(self, block: np.ndarray, shard: Shard) -> np.ndarray:
+        try:
+            out = np.asarray(self.transform(block))
+        except Exception as err:
+            raise ValueError(f"transform failed on a block of {shard.name}: {err}") from err
+        if out.ndim != 2 or out.shape[0] != block.shape[0]:
+            raise ValueError(
+                f"transform turned a block of shape {block.shape} from {shard.name} into shape "
+                f"{out.shape}; it must return a 2-D array with the same number of rows"
+            )
+        return out
+
+    def _blocks(self, epoch: int, skip: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+        """Checked blocks of the epoch's row stream, starting ``skip`` rows in."""
+        decode = dtype if dtype.kind == "f" and self.transform is None else np.dtype(np.float64)
+        for shard in self._shard_order(epoch):
+            if shard.num_rows is not None and skip >= shard.num_rows:
+                skip -= shard.num_rows
+                continue
+            seen = 0
+            for block in self.source.read_shard(shard, decode):
+                n = len(block)
+                seen += n
+                if skip >= n:
+                    skip -= n
+                    continue
+                if skip:
+                    block, skip = block[skip:], 0
+                if self.transform is not None:
+                    block = self._apply_transform(block, shard)
+                yield self._check_block(block, shard, seen - len(block), dtype)
+            if shard.num_rows is not None and seen != shard.num_rows:
+                raise ValueError(
+                    f"{shard.name}: expected {shard.num_rows} rows but read {seen}; "
+                    "the data changed after the loader was built"
+                )
+
+    def _check_block(self, block: np.ndarray, shard: Shard, first_row: int, dtype: np.dtype) -> np.ndarray:
+        if block.ndim != 2 or block.shape[1] != self.width:
+            raise ValueError(
+                f"{shard.name} gave a block of shape {block.shape}, expected (rows, {self.width})"
+            )
+        if block.dtype.kind == "f":
+            # A column sum is non-finite whenever the column holds NaN or inf; it costs
+            # one pass and no temporary the size of the block.
+            bad_sum = ~np.isfinite(block.sum(axis=0))
+            if bad_sum.any():
+                self._raise_non_finite(block, shard, first_row, np.flatnonzero(bad_sum))
+        if dtype.kind in "iub":
+            if block.dtype.kind == "f" and not np.array_equal(block, np.round(block)):
+                j = int(np.flatnonzero((block != np.round(block)).any(axis=0))[0])
+                raise ValueError(
+                    f"{shard.name}: column {self._column_names()[j]!r} holds non-whole numbers, "
+                    f"which cannot go into an {dtype} placeholder"
+                )
+            info = np.iinfo(dtype) if dtype.kind != "b" else None
+            if info is not None and block.size and (block.min() < info.min or block.max() > info.max):
+                raise ValueError(f"{shard.name}: values outside the range of {dtype}")
+        return block.astype(dtype, copy=False)
+
+    def _raise_non_finite(self, block, shard, first_row, candidates) -> None:
+        names = self._column_names()
+        for j in candidates:
+            bad = ~np.isfinite(block[:, j])
+            if bad.any():
+                row = first_row + int(np.argmax(bad))
+                kind = "NaN" if np.isnan(block[:, j]).any() else "inf"
+                raise ValueError(
+                    f"{shard.name}: column {names[j]!r} holds {int(bad.sum())} {kind} value(s), "
+                    f"first at row {row} of the shard. Fill or drop missing values with the "
+                    "DataLoader's transform=, e.g. transform=lambda x: np.nan_to_num(x, nan=0.0)"
+                )
+        # The sum overflowed but every value is finite: nothing to report.
+
+    def _windows(self, epoch: int, start_row: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+        """Permuted windows of the epoch, the first one cut to begin at ``start_row``."""
+        W = self.buffer_size
+        w = start_row // W
+        offset = start_row - w * W
+        parts: list[np.ndarray] = []
+        have = 0
+        for block in self._blocks(epoch, w * W, dtype):
+            while len(block):
+                take = min(W - have, len(block))
+                parts.append(block[:take])
+                have += take
+                block = block[take:]
+                if have == W:
+                    yield self._permuted(parts, epoch, w)[offset:]
+                    parts, have, offset, w = [], 0, 0, w + 1
+        if have:
+            yield self._permuted(parts, epoch, w)[offset:]
+
+    def _permuted(self, parts: list[np.ndarray], epoch: int, w: int) -> np.ndarray:
+        if not self.shuffle:
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        window = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        perm = np.random.default_rng([self.seed, epoch, w]).permutation(len(window))
+        return np.take(window, perm, axis=0)
+
+    def _chunks(self, epoch: int, start_batch: int, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first batch index, rows)`` pieces holding whole batches, but for the epoch's last."""
+        B = self.batch_size
+        index = start_batch
+        carry = None
+        for window in self._windows(epoch, start_batch * B, dtype):
+            if carry is not None:
+                need = B - len(carry)
+                if len(window) < need:
+                    carry = np.concatenate([carry, window])
+                    continue
+                yield index, np.concatenate([carry, window[:need]])
+                index += 1
+                window, carry = window[need:], None
+            whole = len(window) - len(window) % B
+            if whole:
+                yield index, window[:whole]
+                index += whole // B
+            if whole < len(window):
+                carry = window[whole:].copy()
+        if carry is not None and not self.drop_last:
+            yield index, carry
+
+    def _produce(self, epoch: int, batch: int, dtype: np.dtype) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Endless ``(epoch, first batch index, rows)`` pieces from a position."""
+        while True:
+            produced = False
+            for index, chunk in self._chunks(epoch, batch, dtype):
+                produced = True
+                yield epoch, index, chunk
+            if not produced and batch == 0:
+                raise ValueError(
+                    f"epoch {epoch} produced no batch: the source yielded fewer than "
+                    f"batch_size={self.batch_size} rows with drop_last=True"
+                )
+            epoch, batch = epoch + 1, 0
+
+    def __repr__(self) -> str:
+        return (
+            f"DataLoader({self.source!r}, batch_size={self.batch_size}, sample_shape={self.sample_shape}, "
+            f"total_size={self.total_size}, shuffle={self.shuffle}, buffer_size={self.buffer_size})"
+        )
+
+
+def _summary(fingerprint: dict) -> str:
+    shards = fingerprint.get("shards", [])
+    rows = sum(n or 0 for _, n in shards)
+    return f"{fingerprint.get('source')} with {len(shards)} shards, {rows} rows, columns {fingerprint.get('columns')}"
+
+
+class _Failure:
+    """An exception raised by the producer, carried through the queue to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _prefetch_worker(pieces: Iterator, out: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for piece in pieces:
+            while not stop.is_set():
+                try:
+                    out.put(piece, timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+            if stop.is_set():
+                return
+    except BaseException as err:  # handed to the consumer, which re-raises it
+        while not stop.is_set():
+            try:
+                out.put(_Failure(err), timeout=0.1)
+                return
+            except queue.Full:
+                pass
+    finally:
+        pieces.close()
+
+
+class BatchIterator:
+    """Endless batches of a :class:`DataLoader`, from its position at creation.
+
+    A background thread decodes, shuffles and gathers whole windows ahead of the
+    consumer; ``next()`` only slices a ready window. The loader's position follows
+    the batches handed out, so a new iterator continues where this one stopped.
+    Call :meth:`close` (or use it as a context manager) to stop the thread early.
+    """
+
+    def __init__(self, loader: DataLoader, dtype: np.dtype, prefetch: int):
+        self._loader = loader
+        epoch, batch = loader._position
+        self._last: tuple[int, int] | None = None
+        self._shape = loader.sample_shape
+        self._B = loader.batch_size
+        self._chunk = np.empty((0, *self._shape), dtype)
+        self._offset = 0
+        self._chunk_epoch, self._chunk_index = epoch, batch
+        pieces = loader._produce(epoch, batch, dtype)
+        if prefetch > 0:
+            self._queue: queue.Queue | None = queue.Queue(maxsize=prefetch)
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=_prefetch_worker, args=(pieces, self._queue, self._stop), daemon=True, name="pymc-prefetch"
+            )
+            self._thread.start()
+            self._pieces = None
+        else:
+            self._queue = None
+            self._pieces = pieces
+
+    def _next_piece(self) -> tuple[int, int, np.ndarray]:
+        if self._queue is None:
+            return next(self._pieces)
+        while True:
+            try:
+                piece = self._queue.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the prefetch thread stopped without a batch or an error") from None
+        if isinstance(piece, _Failure):
+            self.close()
+            raise piece.error
+        return piece
+
+    def __iter__(self) -> BatchIterator:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self._offset >= len(self._chunk):
+            self._chunk_epoch, self._chunk_index, chunk = self._next_piece()
+            self._chunk = chunk.reshape((len(chunk), *self._shape))
+            self._offset = 0
+        a = self._offset
+        self._offset = a + self._B
+        self._last = (self._chunk_epoch, self._chunk_index + a // self._B)
+        self._loader._position = (self._chunk_epoch, self._last[1] + 1)
+        return self._chunk[a : a + self._B]
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """``(epoch, batch index)`` of the next batch this iterator hands out."""
+        return self._loader._position
+
+    def rewind_one(self) -> None:
+        """Put the last batch back: the next iterator of the loader starts with it."""
+        if self._last is not None:
+            self._loader._position = self._last
+            self._last = None
+
+    def close(self) -> None:
+        """Stop the prefetch thread; the loader keeps the position of the next batch."""
+        if self._queue is not None:
+            self._stop.set()
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if self._thread is not threading.current_thread():
+                self._thread.join(timeout=10)
+        elif self._pieces is not None:
+            self._pieces.close()
+
+    def __enter__(self) -> BatchIterator:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass

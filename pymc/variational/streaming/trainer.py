@@ -1,0 +1,465 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The Trainer: one compiled variational step, fed a fresh batch before every call."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.traversal import ancestors
+from pytensor.scalar import Cast
+from pytensor.tensor.elemwise import Elemwise
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+import pymc as pm
+
+from pymc.model import Model, modelcontext
+from pymc.progress_bar import CustomProgress, default_progress_theme
+from pymc.pytensorf import compile as pytensor_compile
+from pymc.variational.approximations import Approximation
+from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pymc.variational.streaming.dataloader import BatchIterator, DataLoader
+
+__all__ = ["Trainer", "TrainerState", "default_optimizer"]
+
+logger = logging.getLogger("pymc")
+
+_METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "svgd": SVGD, "asvgd": ASVGD}
+_STEP_KWARGS = {
+    "obj_n_mc",
+    "tf_n_mc",
+    "obj_optimizer",
+    "test_optimizer",
+    "more_obj_params",
+    "more_tf_params",
+    "more_updates",
+    "total_grad_norm_constraint",
+    "compile_kwargs",
+    "more_replacements",
+}
+# Parameters are copied this often, so that a NaN can roll back to finite values.
+_SNAPSHOT_EVERY = 100
+
+
+def default_optimizer(learning_rate: float = 0.01):
+    """Adam at ``learning_rate=0.01``, the Trainer's default ``obj_optimizer``.
+
+    ``pm.fit``'s default, ``adagrad_window`` at ``1e-3``, moves an intercept too slowly
+    for click data: on Criteo-like rows (intercept near -3.5) it is still near -0.4 after
+    5,000 steps. Adam at 0.01 reaches the in-memory optimum within a few thousand steps of
+    batch 4096 (see ``benchmarks/criteo.py``).
+    """
+    return pm.adam(learning_rate=learning_rate)
+
+
+class TrainerState(NamedTuple):
+    """Where a Trainer stands: steps taken and the loader position of the next batch."""
+
+    step: int
+    epoch: int
+    batch: int
+
+
+def _resolve_model(model: Model | None) -> Model:
+    try:
+        return modelcontext(model)
+    except TypeError as err:
+        raise TypeError(
+            "Trainer needs a PyMC model: create the Trainer inside `with pm.Model() as model:` "
+            "or pass model=model"
+        ) from err
+
+
+class Trainer:
+    """Fit a variational approximation to data streamed by a :class:`DataLoader`.
+
+    The Trainer owns the optimization loop: it compiles the variational step once, then
+    before every step writes the next batch of the loader into the model's ``pm.Data``
+    placeholder. The placeholder is filled before the first step, so step 0 already sees
+    real data, and no callback is needed to feed it.
+
+    Parameters
+    ----------
+    method : str or Inference, default "advi"
+        ``"advi"``, ``"fullrank_advi"``, ``"svgd"``, ``"asvgd"``, or an
+        :class:`~pymc.variational.inference.Inference` built on the model.
+    dataloader : DataLoader
+        Source of the batches.
+    data_name : str, default "batch"
+        Name of the ``pm.Data`` placeholder that receives each batch. Its trailing shape
+        must equal ``dataloader.sample_shape`` and it should not fix the batch dimension.
+    model : Model, optional
+        Defaults to the model on the ``with`` context.
+    random_seed : int, optional
+        Seed of the approximation's Monte Carlo draws.
+    progressbar : bool, default True
+        Show a progress bar with the average loss and rows per second.
+    inf_kwargs : dict, optional
+        Passed to the inference class, e.g. ``{"n_particles": 50}`` for SVGD.
+    start : dict, optional
+        Starting point of the approximation.
+    **kwargs
+        Passed to the step, as in :func:`pymc.fit`: ``obj_optimizer`` (default
+        :func:`default_optimizer`), ``total_grad_norm_constraint``, ``obj_n_mc``,
+        ``tf_n_mc``, ``test_optimizer``, ``more_updates``, ``compile_kwargs``, ...
+
+    Attributes
+    ----------
+    approx : Approximation
+        The approximation being fitted; ``approx.hist`` holds the loss of every step.
+    inference : Inference
+        The underlying PyMC inference object.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        import numpy as np
+        import pymc as pm
+        from pymc.variational.streaming import DataLoader, Trainer, parquet_source
+
+        loader = DataLoader(parquet_source("criteo/"), batch_size=4096, sample_shape=(14,))
+        with pm.Model() as model:
+            b = pm.Normal("b", 0.0, 1.5, shape=14)
+            batch = pm.Data("batch", np.zeros((4096, 14)))
+            logit = b[0] + pm.math.dot(batch[:, :13], b[1:])
+            pm.Bernoulli("click", logit_p=logit, observed=batch[:, 13], total_size=len(loader))
+            approx = Trainer(method="advi", dataloader=loader, data_name="batch").fit(20_000)
+    """
+
+    def __init__(
+        self,
+        method: str | Inference = "advi",
+        dataloader: DataLoader | None = None,
+        data_name: str = "batch",
+        model: Model | None = None,
+        random_seed: int | None = None,
+        progressbar: bool = True,
+        *,
+        inf_kwargs: dict | None = None,
+        start: dict | None = None,
+        **kwargs,
+    ):
+        if not isinstance(dataloader, DataLoader):
+            raise TypeError(
+                "Trainer needs dataloader=DataLoader(...), got "
+                f"{type(dataloader).__name__ if dataloader is not None else 'nothing'}"
+            )
+        unknown = set(kwargs) - _STEP_KWARGS
+        if unknown:
+            raise TypeError(
+                f"Trainer got unexpected keyword argument(s) {sorted(unknown)}; step options are "
+                f"{sorted(_STEP_KWARGS)}, and options of the inference class go in inf_kwargs="
+            )
+        self.model = _resolve_model(model) if not isinstance(method, Inference) else None
+        self.dataloader = dataloader
+        self.data_name = data_name
+        self.progressbar = progressbar
+        self.inference = self._make_inference(method, random_seed, inf_kwargs, start)
+        self.model = self.inference.approx.model
+        self.placeholder = self._find_placeholder(data_name)
+        self._check_shape()
+        self._check_total_size()
+        self._step_kwargs = dict(kwargs)
+        if self.inference.objective.op.returns_loss:
+            self._step_kwargs.setdefault("obj_optimizer", default_optimizer())
+        elif isinstance(self.inference, ASVGD):
+            self._step_kwargs.setdefault("obj_n_mc", 500)  # as ASVGD.fit does
+        self.score = bool(self.inference.objective.op.returns_loss)
+        self._step_fn = None
+        self._label_checks: list[tuple[str, Callable]] | None = None
+        self._steps_done = 0
+        self._snapshot: tuple[int, list[np.ndarray]] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _make_inference(self, method, random_seed, inf_kwargs, start) -> Inference:
+        if isinstance(method, Inference):
+            return method
+        if not isinstance(method, str) or method not in _METHODS:
+            raise ValueError(f"method must be one of {sorted(_METHODS)} or an Inference instance, got {method!r}")
+        inf_kwargs = dict(inf_kwargs or {})
+        if random_seed is not None:
+            inf_kwargs["random_seed"] = random_seed
+        if start is not None:
+            inf_kwargs["start"] = start
+        return _METHODS[method](model=self.model, **inf_kwargs)
+
+    def _find_placeholder(self, name: str) -> SharedVariable:
+        data_names = [v.name for v in self.model.data_vars]
+        if not isinstance(name, str) or name not in data_names:
+            raise ValueError(
+                f"data_name={name!r} is not a pm.Data variable of the model; the model's pm.Data "
+                f"variables are {data_names}. Create the placeholder with "
+                f"pm.Data({name!r}, np.zeros((batch_size, *sample_shape)))"
+            )
+        var = self.model[name]
+        if not isinstance(var, SharedVariable):
+            raise ValueError(f"pm.Data {name!r} is not a shared variable and cannot be refilled")
+        return var
+
+    def _check_shape(self) -> None:
+        loader, var = self.dataloader, self.placeholder
+        value_shape = var.get_value(borrow=True).shape
+        expected = (loader.batch_size, *loader.sample_shape)
+        if len(value_shape) != len(expected) or tuple(value_shape[1:]) != loader.sample_shape:
+            raise ValueError(
+                f"pm.Data {var.name!r} has shape {value_shape}, but the loader's batches have shape "
+                f"(batch_size, *sample_shape) = {expected}. Create it as "
+                f"pm.Data({var.name!r}, np.zeros({expected})) or change the DataLoader's sample_shape"
+            )
+        static_rows = var.type.shape[0]
+        ragged = (
+            not loader.drop_last and loader.num_rows is not None and loader.num_rows % loader.batch_size
+        )
+        if static_rows is not None and (static_rows != loader.batch_size or ragged):
+            raise ValueError(
+                f"pm.Data {var.name!r} fixes its first dimension to {static_rows} (shape=...), but "
+                f"the loader yields batches of {loader.batch_size} rows and a last batch of "
+                f"{(loader.num_rows or 0) % loader.batch_size}. Leave the batch dimension "
+                "free (no shape= on pm.Data) or use drop_last=True"
+            )
+
+    def _fed_observed(self) -> list:
+        """Observed variables whose likelihood depends on the placeholder."""
+        fed = []
+        for rv in self.model.observed_RVs:
+            value = self.model.rvs_to_values[rv]
+            if self.placeholder in set(ancestors([rv, value])):
+                fed.append(rv)
+        return fed
+
+    def _check_total_size(self) -> None:
+        n = self.dataloader.total_size
+        fed = self._fed_observed()
+        for rv in fed:
+            total = None
+            if isinstance(rv.owner.op, MinibatchRandomVariable):
+                size = rv.owner.inputs[1]
+                total = int(size.data) if hasattr(size, "data") and size.data is not None else None
+            if total is None:
+                warnings.warn(
+                    f"observed variable {rv.name!r} is fed by pm.Data {self.placeholder.name!r} but has "
+                    f"no total_size, so its likelihood is not scaled to the {n} rows of the data. "
+                    f"Pass total_size=len(loader) (= {n}) to {rv.name!r}.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            elif n is not None and total != n:
+                warnings.warn(
+                    f"observed variable {rv.name!r} has total_size={total}, but the loader holds "
+                    f"len(loader)={n} rows. Pass total_size=len(loader).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+
+    def _make_label_checks(self) -> list[tuple[str, Callable]]:
+        """Observed values that cast placeholder columns to integers must get whole numbers."""
+        checks = []
+        for rv in self._fed_observed():
+            value = self.model.rvs_to_values[rv]
+            node = value.owner
+            if (
+                node is not None
+                and isinstance(node.op, Elemwise)
+                and isinstance(node.op.scalar_op, Cast)
+                and node.inputs[0].dtype.startswith("float")
+                and self.placeholder in set(ancestors([node.inputs[0]]))
+            ):
+                x = node.inputs[0]
+                fn = pytensor_compile([], pt.any(pt.neq(x, pt.round(x))))
+                checks.append((rv.name, fn))
+        return checks
+
+    @property
+    def approx(self) -> Approximation:
+        return self.inference.approx
+
+    @property
+    def state(self) -> TrainerState:
+        epoch, batch = self.dataloader._position
+        return TrainerState(self._steps_done, epoch, batch)
+
+    def compile(self):
+        """Compile the variational step (done once; the optimizer state lives in it)."""
+        if self._step_fn is None:
+            self._step_fn = self.inference.objective.step_function(score=self.score, **self._step_kwargs)
+            self._label_checks = self._make_label_checks()
+        return self._step_fn
+
+    # ------------------------------------------------------------------ stepping
+    def _set_batch(self, batch: np.ndarray, check_labels: bool = False) -> None:
+        self.placeholder.set_value(batch, borrow=True)
+        if check_labels:
+            for name, has_fraction in self._label_checks:
+                if has_fraction():
+                    raise ValueError(
+                        f"observed variable {name!r} is discrete, but the column of pm.Data "
+                        f"{self.placeholder.name!r} that feeds it holds non-whole numbers; "
+                        "check the DataLoader's columns and transform (labels must not be standardized)"
+                    )
+
+    def step(self, batch: np.ndarray) -> float:
+        """Take one optimization step on ``batch`` and return its loss (NaN without one)."""
+        step_fn = self.compile()
+        self._set_batch(np.asarray(batch, dtype=self.placeholder.dtype), check_labels=True)
+        out = step_fn()
+        self._steps_done += 1
+        return float(out) if self.score else float("nan")
+
+    def fit(self, n: int = 10_000, callbacks: Sequence[Callable] | None = None, progressbar: bool | None = None) -> Approximation:
+        """Run ``n`` steps, continuing from any earlier call, and return the approximation.
+
+        The loss of every step is appended to ``approx.hist``. Ctrl-C stops the loop after
+        the current step and returns what was learned; the next ``fit`` continues from
+        there with the same optimizer state and the next batch of the stream.
+
+        Parameters
+        ----------
+        n : int, default 10000
+            Number of steps.
+        callbacks : list of callable, optional
+            Called after every step as ``callback(approx, losses, i)``, as in
+            :meth:`pymc.variational.Inference.fit`; raising ``StopIteration`` ends the fit.
+        progressbar : bool, optional
+            Overrides the Trainer's ``progressbar``.
+
+        Returns
+        -------
+        Approximation
+        """
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"n must be a non-negative number of steps, got {n!r}")
+        n = int(n)
+        step_fn = self.compile()
+        callbacks = list(callbacks or [])
+        show = self.progressbar if progressbar is None else progressbar
+        losses = np.full(n, np.nan)
+        stream = self.dataloader.iterate(dtype=self.placeholder.dtype)
+        self._done_in_loop = self._fetched = 0
+        try:
+            with _Progress(show, n, self.dataloader.batch_size, self.score) as bar:
+                self._loop(step_fn, stream, losses, callbacks, bar, n)
+        except (KeyboardInterrupt, StopIteration) as stop:
+            if isinstance(stop, KeyboardInterrupt):
+                logger.info(f"Interrupted at step {self._steps_done:,d}; the fit keeps what it learned")
+        finally:
+            stream.close()
+            self._record(losses[: self._done_in_loop])
+            if self._done_in_loop < self._fetched:  # the last batch fetched was never stepped on
+                stream.rewind_one()
+        return self.approx
+
+    def _loop(self, step_fn, stream: BatchIterator, losses, callbacks, bar, n) -> None:
+        """The hot loop: set the batch, step; everything else every few steps."""
+        if n == 0:
+            return
+        set_value = self.placeholder.set_value
+        score = self.score
+        approx = self.approx
+        base = self._steps_done
+        snapshot_every = _SNAPSHOT_EVERY
+        self._set_batch(next(stream), check_labels=True)
+        self._fetched = 1
+        for i in range(n):
+            if i:
+                set_value(next(stream), borrow=True)
+                self._fetched = i + 1
+            out = step_fn()
+            if score:
+                losses[i] = out
+                if out != out:
+                    self._fail_on_nan(base + i, i)
+            self._done_in_loop = i + 1
+            self._steps_done = base + i + 1
+            if i % snapshot_every == 0:
+                if not score:
+                    self._check_params_finite(base + i, i)
+                self._snapshot = (base + i + 1, [p.get_value() for p in approx.params])
+                bar.update(i + 1, losses, i)
+            for callback in callbacks:
+                callback(approx, losses[: i + 1], base + i + 1)
+        bar.update(n, losses, n - 1)
+
+    def _check_params_finite(self, step: int, i: int) -> None:
+        if not all(np.isfinite(p.get_value(borrow=True)).all() for p in self.approx.params):
+            self._fail_on_nan(step, i)
+
+    def _fail_on_nan(self, step: int, i: int) -> None:
+        self._done_in_loop = i
+        restored = ""
+        if self._snapshot is not None:
+            at, values = self._snapshot
+            for p, v in zip(self.approx.params, values):
+                p.set_value(v)
+            restored = f" The parameters were restored to their finite values after step {at:,d}."
+        raise FloatingPointError(
+            f"NaN occurred at step {step:,d} of the optimization.{restored} Try a smaller learning "
+            "rate (obj_optimizer=pm.adam(learning_rate=...)), total_grad_norm_constraint=..., or "
+            "check the data and the priors."
+        )
+
+    def _record(self, losses: np.ndarray) -> None:
+        self.inference.hist = np.concatenate([self.inference.hist, losses])
+        self.approx.hist = self.inference.hist
+
+
+class _Progress:
+    """pm.fit's rich progress bar, plus rows per second."""
+
+    def __init__(self, show: bool, n: int, batch_size: int, score: bool):
+        self.n, self.batch_size, self.score = n, batch_size, score
+        self.bar = CustomProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[speed]}"),
+            console=Console(theme=default_progress_theme),
+            disable=not show,
+        )
+        self.show = show
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        self.task = self.bar.add_task("Fitting", total=self.n, loss="", speed="")
+        self.t0 = time.perf_counter()
+        return self
+
+    def update(self, done: int, losses: np.ndarray, i: int) -> None:
+        if not self.show:
+            return
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        loss = ""
+        if self.score and i >= 0:
+            window = losses[max(0, i - 999) : i + 1]
+            window = window[np.isfinite(window)]
+            if len(window):
+                loss = f"Average Loss = {window.mean():,.5g}"
+        self.bar.update(self.task, completed=done, loss=loss, speed=f"{done * self.batch_size / elapsed:,.0f} rows/s")
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
