@@ -241,9 +241,17 @@ class DataLoader:
                 yield chunk[a : a + B]
 
     # --------------------------------------------------------------- resume
+    @property
+    def position(self) -> tuple[int, int]:
+        """``(epoch, batch index)`` of the next batch that a new iterator hands out."""
+        epoch, batch = self._position
+        if self.batches_per_epoch is not None and batch >= self.batches_per_epoch:
+            return epoch + 1, 0
+        return epoch, batch
+
     def state_dict(self) -> dict:
         """The position of the next batch and everything needed to check a resume."""
-        epoch, batch = self._position
+        epoch, batch = self.position
         return {
             "epoch": epoch,
             "batch": batch,
@@ -469,7 +477,7 @@ class BatchIterator:
 
     def __init__(self, loader: DataLoader, dtype: np.dtype, prefetch: int):
         self._loader = loader
-        epoch, batch = loader._position
+        epoch, batch = loader.position
         self._last: tuple[int, int] | None = None
         self._shape = loader.sample_shape
         self._B = loader.batch_size

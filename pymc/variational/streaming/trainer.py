@@ -183,9 +183,8 @@ class Trainer:
         self._check_shape()
         self._check_total_size()
         self._step_kwargs = dict(kwargs)
-        if self.inference.objective.op.returns_loss:
-            self._step_kwargs.setdefault("obj_optimizer", default_optimizer())
-        elif isinstance(self.inference, ASVGD):
+        self._step_kwargs.setdefault("obj_optimizer", default_optimizer())
+        if isinstance(self.inference, ASVGD):
             self._step_kwargs.setdefault("obj_n_mc", 500)  # as ASVGD.fit does
         self.score = bool(self.inference.objective.op.returns_loss)
         self._step_fn = None
@@ -298,7 +297,7 @@ class Trainer:
 
     @property
     def state(self) -> TrainerState:
-        epoch, batch = self.dataloader._position
+        epoch, batch = self.dataloader.position
         return TrainerState(self._steps_done, epoch, batch)
 
     def compile(self):
@@ -421,7 +420,8 @@ class Trainer:
         )
 
     def _record(self, losses: np.ndarray) -> None:
-        self.inference.hist = np.concatenate([self.inference.hist, losses])
+        if self.score:  # as in pm.fit, methods without a loss keep an empty history
+            self.inference.hist = np.concatenate([self.inference.hist, losses])
         self.approx.hist = self.inference.hist
 
 

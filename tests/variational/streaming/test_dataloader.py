@@ -1,0 +1,294 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+import itertools
+import threading
+import tracemalloc
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pymc.variational.streaming import DataLoader, IterableDataset, Shard, array_source, parquet_source
+
+
+def rows_with_ids(n, width=3, seed=0):
+    """Rows whose first column is the row id, so batches can be traced back to rows."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([np.arange(n, dtype=float), rng.normal(size=(n, width - 1))])
+
+
+@pytest.fixture(params=[0, 2], ids=["inline", "prefetch"])
+def prefetch(request):
+    return request.param
+
+
+def epoch_ids(loader, epoch=0):
+    return np.concatenate([b[:, 0] for b in loader.iter_epoch(epoch)])
+
+
+@pytest.mark.parametrize("n", [1000, 1024, 1], ids=["ragged", "even", "single-row"])
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("buffer_size", [100, 256, 5000])
+def test_every_row_once_per_epoch(n, shuffle, buffer_size):
+    data = rows_with_ids(n)
+    loader = DataLoader(
+        array_source(data, shard_rows=97), batch_size=64, shuffle=shuffle, buffer_size=buffer_size, seed=3
+    )
+    batches = list(loader.iter_epoch(0))
+    sizes = [len(b) for b in batches]
+    assert sizes[:-1] == [64] * (len(batches) - 1)
+    assert sizes[-1] == (n % 64 or 64)
+    ids = np.concatenate([b[:, 0] for b in batches])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(n))
+    if not shuffle:
+        np.testing.assert_array_equal(ids, np.arange(n))
+    # Rows keep their contents through shuffling.
+    np.testing.assert_array_equal(np.concatenate(batches), data[ids.astype(int)])
+
+
+def test_drop_last_drops_only_the_short_batch():
+    loader = DataLoader(array_source(rows_with_ids(1000)), batch_size=64, drop_last=True, seed=1)
+    batches = list(loader.iter_epoch(0))
+    assert [len(b) for b in batches] == [64] * 15
+    assert loader.batches_per_epoch == 15
+    assert len(np.unique(np.concatenate([b[:, 0] for b in batches]))) == 960
+
+
+def test_batch_shape_follows_sample_shape():
+    loader = DataLoader(array_source(rows_with_ids(300, width=6)), batch_size=50, sample_shape=(2, 3), seed=0)
+    batch = next(iter(loader))
+    assert batch.shape == (50, 2, 3)
+    assert batch.dtype == np.float64
+    one_column = DataLoader(array_source(np.arange(10.0)), batch_size=4, sample_shape=(), shuffle=False)
+    np.testing.assert_array_equal(next(iter(one_column)), [0.0, 1.0, 2.0, 3.0])
+
+
+def test_len_is_the_number_of_rows():
+    loader = DataLoader(array_source(rows_with_ids(12_345)), batch_size=100)
+    assert len(loader) == 12_345
+    assert loader.batches_per_epoch == 124
+    assert len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=1_000_000)) == 1_000_000
+    with pytest.raises(TypeError, match="total_size=<number of rows>"):
+        len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=None))
+
+
+def test_same_seed_same_batches_new_order_each_epoch(prefetch):
+    def first_batches(seed, k):
+        loader = DataLoader(array_source(rows_with_ids(2000), shard_rows=100), batch_size=100, seed=seed, prefetch=prefetch)
+        return [b.copy() for b in itertools.islice(iter(loader), k)]
+
+    a, b = first_batches(7, 40), first_batches(7, 40)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    # 40 batches are two epochs of 20; the second epoch is another permutation of the rows.
+    epoch0 = np.concatenate([x[:, 0] for x in a[:20]])
+    epoch1 = np.concatenate([x[:, 0] for x in a[20:]])
+    np.testing.assert_array_equal(np.sort(epoch0), np.sort(epoch1))
+    assert not np.array_equal(epoch0, epoch1)
+    other_seed = np.concatenate([x[:, 0] for x in first_batches(8, 20)])
+    assert not np.array_equal(epoch0, other_seed)
+
+
+def test_endless_iteration_matches_iter_epoch(prefetch):
+    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, seed=5, prefetch=prefetch)
+    expected = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1)) + list(loader.iter_epoch(2))
+    it = iter(loader)
+    got = [next(it) for _ in range(len(expected))]
+    it.close()
+    for x, y in zip(got, expected):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("stop_after", [1, 7, 16, 23])
+def test_new_iterator_resumes_at_next_batch(stop_after, prefetch):
+    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, buffer_size=300, seed=2, prefetch=prefetch)
+    reference = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1))
+    with iter(loader) as it:
+        first = [next(it).copy() for _ in range(stop_after)]
+    assert loader.state_dict()["epoch"] == stop_after // 16
+    with iter(loader) as it:
+        rest = [next(it).copy() for _ in range(32 - stop_after)]
+    for x, y in zip(first + rest, reference):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_state_dict_round_trip_in_a_new_loader():
+    source = array_source(rows_with_ids(1000), shard_rows=128)
+    loader = DataLoader(source, batch_size=64, seed=11)
+    with iter(loader) as it:
+        for _ in range(20):
+            next(it)
+        expected = next(it).copy()
+    loader._position = (1, 4)  # the batch taken last, as if it was never consumed
+    state = loader.state_dict()
+    fresh = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64)
+    fresh.load_state_dict(state)
+    with iter(fresh) as it:
+        np.testing.assert_array_equal(next(it), expected)
+    changed = DataLoader(array_source(rows_with_ids(999), shard_rows=128), batch_size=64)
+    with pytest.raises(ValueError, match="saved on different data"):
+        changed.load_state_dict(state)
+
+
+def test_buffer_bounds_how_far_rows_move():
+    # One shard and a window of 300 rows: batch i only holds rows of the window(s)
+    # that its row range falls in.
+    n, B, W = 3000, 50, 300
+    loader = DataLoader(array_source(rows_with_ids(n), shard_rows=n), batch_size=B, buffer_size=W, seed=4)
+    for i, batch in enumerate(loader.iter_epoch(0)):
+        windows = np.unique(batch[:, 0] // W)
+        assert set(windows) <= {(i * B) // W, ((i + 1) * B - 1) // W}
+
+
+def write_parquet_rows(path, n, files=4):
+    data = rows_with_ids(n, width=14).astype(np.float32)
+    table = pa.table({f"c{j}": data[:, j] for j in range(14)})
+    path.mkdir()
+    per = n // files
+    for k in range(files):
+        pq.write_table(table.slice(k * per, per), path / f"part-{k}.parquet", row_group_size=10_000, use_dictionary=False)
+
+
+def peak_traced_bytes(loader, batches):
+    tracemalloc.start()
+    try:
+        with loader.iterate(prefetch=0) as it:
+            for _ in range(batches):
+                next(it)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_is_bounded_by_the_buffer_not_by_n(tmp_path):
+    # numpy reports its buffers to tracemalloc, so the peak covers every window and batch.
+    W = 20_000
+    peaks = {}
+    for n in (80_000, 320_000):
+        write_parquet_rows(tmp_path / str(n), n)
+        loader = DataLoader(parquet_source(tmp_path / str(n)), batch_size=1000, buffer_size=W, seed=0)
+        peaks[n] = peak_traced_bytes(loader, 2 * n // 1000)  # two epochs
+    window_bytes = W * 14 * 8
+    assert peaks[320_000] < 6 * window_bytes
+    assert peaks[320_000] < 1.25 * peaks[80_000]
+
+
+def test_float32_batches_decode_without_loss(tmp_path):
+    write_parquet_rows(tmp_path / "d", 40_000)
+    loader = DataLoader(parquet_source(tmp_path / "d"), batch_size=1000, shuffle=False)
+    with loader.iterate(dtype=np.float32) as it:
+        batch = next(it)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch, rows_with_ids(40_000, width=14).astype(np.float32)[:1000])
+
+
+def test_transform_is_applied_before_batching():
+    data = np.abs(rows_with_ids(500))
+    loader = DataLoader(array_source(data), batch_size=100, shuffle=False, transform=np.log1p)
+    np.testing.assert_allclose(np.concatenate(list(loader.iter_epoch(0))), np.log1p(data))
+    wider = DataLoader(
+        array_source(data), batch_size=100, sample_shape=(4,), transform=lambda x: np.column_stack([x, x[:, :1] ** 2])
+    )
+    assert next(iter(wider)).shape == (100, 4)
+
+
+def test_transform_that_changes_the_width_is_caught_at_construction():
+    with pytest.raises(ValueError, match=r"sample_shape=\(3,\) holds 3 values per row, but the rows have 2 columns after the transform"):
+        DataLoader(array_source(rows_with_ids(100)), batch_size=10, sample_shape=(3,), transform=lambda x: x[:, :2])
+    with pytest.raises(ValueError, match="same number of rows"):
+        DataLoader(array_source(rows_with_ids(100)), batch_size=10, transform=lambda x: x[::2])
+
+
+def test_missing_values_name_the_shard_and_column(prefetch):
+    data = rows_with_ids(1000)
+    data[437, 2] = np.nan
+    loader = DataLoader(array_source(data, columns=["id", "a", "b"], shard_rows=100), batch_size=10, prefetch=prefetch)
+    with pytest.raises(ValueError, match=r"array rows 400:500: column 'b' holds 1 NaN value\(s\), first at row 37 .*transform="):
+        with iter(loader) as it:
+            for _ in range(200):
+                next(it)
+    data[437, 2] = np.inf
+    with pytest.raises(ValueError, match="column 'b' holds 1 inf"):
+        list(DataLoader(array_source(data, columns=["id", "a", "b"]), batch_size=10).iter_epoch(0))
+    filled = DataLoader(array_source(data), batch_size=10, transform=lambda x: np.nan_to_num(x, posinf=0.0))
+    assert sum(len(b) for b in filled.iter_epoch(0)) == 1000
+
+
+def test_integer_batches_require_whole_numbers():
+    loader = DataLoader(array_source(np.array([0.0, 1.0, 1.0, 0.0])), batch_size=2, sample_shape=(), shuffle=False)
+    with loader.iterate(dtype=np.int32, prefetch=0) as it:
+        first = next(it)
+    assert first.dtype == np.int32
+    np.testing.assert_array_equal(first, [0, 1])
+    fractional = DataLoader(array_source(np.array([0.0, 0.5]), columns=["label"]), batch_size=2, sample_shape=())
+    with pytest.raises(ValueError, match="column 'label' holds non-whole numbers"):
+        with fractional.iterate(dtype=np.int32, prefetch=0) as it:
+            next(it)
+
+
+class CountlessSource(IterableDataset):
+    """A user source that cannot tell its size before reading."""
+
+    columns = ["x"]
+
+    def shards(self):
+        return [Shard(f"chunk {k}", None, k) for k in range(3)]
+
+    def read_shard(self, shard, dtype=np.float64):
+        yield np.arange(shard.key * 10, shard.key * 10 + 10, dtype=dtype)[:, None]
+
+
+def test_user_source_without_row_counts():
+    loader = DataLoader(CountlessSource(), batch_size=4, total_size=None, seed=0)
+    assert loader.num_rows is None and loader.batches_per_epoch is None
+    ids = np.concatenate(list(loader.iter_epoch(0)))[:, 0]
+    np.testing.assert_array_equal(np.sort(ids), np.arange(30))
+    with iter(loader) as it:
+        got = [next(it) for _ in range(9)]
+    assert [len(b) for b in got] == [4] * 7 + [2] + [4]
+
+
+def test_prefetch_thread_stops_on_close():
+    before = threading.active_count()
+    loader = DataLoader(array_source(rows_with_ids(10_000)), batch_size=10, prefetch=2)
+    it = iter(loader)
+    next(it)
+    assert threading.active_count() == before + 1
+    it.close()
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
+        ({"batch_size": -5}, ValueError, "batch_size must be a positive integer"),
+        ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer"),
+        ({"batch_size": 4, "total_size": "all"}, ValueError, 'total_size must be "auto", an int or None'),
+        ({"batch_size": 4, "total_size": 1.5}, ValueError, 'total_size must be "auto", a positive int or None'),
+        ({"batch_size": 4, "sample_shape": (2,)}, ValueError, r"sample_shape=\(2,\) holds 2 values per row, but the rows have 3 columns"),
+        ({"batch_size": 4, "buffer_size": 0}, ValueError, "buffer_size must be a positive integer"),
+        ({"batch_size": 4, "seed": -1}, ValueError, "seed must be a non-negative integer"),
+        ({"batch_size": 400, "drop_last": True}, ValueError, "every batch would be dropped"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DataLoader(array_source(rows_with_ids(100)), **kwargs)
+
+
+def test_source_must_be_a_dataset():
+    with pytest.raises(TypeError, match="wrap in-memory arrays with array_source"):
+        DataLoader(np.zeros((10, 2)), batch_size=2)

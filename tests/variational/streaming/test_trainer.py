@@ -1,0 +1,286 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pymc as pm
+import pytest
+
+from pymc.variational.streaming import DataLoader, Trainer, array_source, parquet_source
+
+
+def normal_model(loader, total_size="loader", name="batch"):
+    """y ~ N(mu, 1), mu ~ N(0, 10): conjugate, so the posterior is known exactly."""
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 10.0)
+        y = pm.Data(name, np.zeros(loader.batch_size))
+        size = len(loader) if total_size == "loader" else total_size
+        pm.Normal("y", mu, 1.0, observed=y, total_size=size)
+    return model
+
+
+def normal_loader(n=20_000, batch_size=500, seed=0):
+    y = np.random.default_rng(42).normal(1.7, 1.0, size=n)
+    return y, DataLoader(array_source(y, columns=["y"]), batch_size=batch_size, sample_shape=(), seed=seed)
+
+
+def test_conjugate_normal_matches_the_analytic_posterior():
+    # A posterior sd of 0.022 is far below the starting sd of 0.69; Adam at 0.03 gets there
+    # in a few thousand steps (the default 0.01 takes about 8000).
+    y, loader = normal_loader(2000, batch_size=200)
+    model = normal_model(loader)
+    trainer = Trainer(
+        dataloader=loader, model=model, random_seed=1, progressbar=False, obj_optimizer=pm.adam(learning_rate=0.03)
+    )
+    approx = trainer.fit(6000)
+    precision = 1 / 10.0**2 + len(y)
+    post_mean, post_sd = y.sum() / precision, precision**-0.5
+    draws = approx.sample(4000, random_seed=2).posterior["mu"].values.ravel()
+    np.testing.assert_allclose(draws.mean(), post_mean, atol=2 * post_sd)
+    np.testing.assert_allclose(draws.std(), post_sd, rtol=0.3)
+    assert len(approx.hist) == 6000
+
+
+def logistic_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    beta = np.array([-2.0, 0.8, -0.5, 0.3, 0.0, 1.1])
+    y = rng.random(n) < 1 / (1 + np.exp(-(beta[0] + X @ beta[1:])))
+    return X, y.astype(float), beta
+
+
+def logistic_model(loader, batch_size):
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        batch = pm.Data("batch", np.zeros((batch_size, 6)))
+        logit = b[0] + pm.math.dot(batch[:, :5], b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 5], total_size=len(loader))
+    return model
+
+
+def test_logistic_regression_matches_minibatch_and_sklearn(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    n = 200_000
+    X, y, beta = logistic_data(n)
+    table = pa.table({**{f"x{j}": X[:, j] for j in range(5)}, "label": y})
+    for k in range(4):
+        pq.write_table(table.slice(k * n // 4, n // 4), tmp_path / f"part-{k}.parquet", row_group_size=20_000)
+    loader = DataLoader(parquet_source(tmp_path), batch_size=4096, sample_shape=(6,), seed=0)
+    assert len(loader) == n
+    with logistic_model(loader, 4096):
+        streamed = Trainer(method="advi", dataloader=loader, random_seed=1, progressbar=False).fit(3000)
+    stream_mean = streamed.mean.eval()
+
+    with pm.Model():
+        X_mb, y_mb = pm.Minibatch(X, y, batch_size=4096)
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=n)
+        in_ram = pm.fit(3000, method="advi", obj_optimizer=pm.adam(learning_rate=0.01), random_seed=1, progressbar=False)
+    ram_mean = in_ram.mean.eval()
+
+    sk = LogisticRegression(C=1e6, max_iter=1000).fit(X, y)
+    sk_coef = np.r_[sk.intercept_, sk.coef_[0]]
+
+    assert np.corrcoef(stream_mean, sk_coef)[0, 1] > 0.999
+    assert np.abs(stream_mean - sk_coef).max() < 0.05
+    assert np.corrcoef(stream_mean, ram_mean)[0, 1] > 0.999
+    assert np.abs(stream_mean - beta).max() < 0.1
+
+
+def recording_callback(record):
+    def callback(approx, losses, i):
+        record.append(approx_batch(approx).copy())
+
+    return callback
+
+
+def approx_batch(approx):
+    return approx.model["batch"].get_value()
+
+
+def test_ragged_last_batch_is_fed_and_scaled():
+    n, B = 1037, 100
+    y, _ = normal_loader(n)
+    loader = DataLoader(array_source(y), batch_size=B, sample_shape=(), shuffle=False)
+    model = normal_model(loader)
+    seen = []
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    trainer.fit(12, callbacks=[recording_callback(seen)])
+    assert [len(b) for b in seen] == [100] * 10 + [37, 100]
+    np.testing.assert_array_equal(np.concatenate(seen[:11]), y)
+    # The short batch is scaled by n / 37, not n / 100: its logp equals n times the mean row logp.
+    model["batch"].set_value(y[1000:])
+    logp = model.compile_logp(vars=[model["y"]], sum=True)({"mu": 0.5})
+    rows = -0.5 * (y[1000:] - 0.5) ** 2 - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(logp, n * rows.mean())
+
+
+def test_placeholder_holds_data_before_the_first_step():
+    y, loader = normal_loader(1000, batch_size=100)
+    loader = DataLoader(array_source(y), batch_size=100, sample_shape=(), shuffle=False)
+    model = normal_model(loader)
+    first = []
+    Trainer(dataloader=loader, model=model, progressbar=False).fit(1, callbacks=[recording_callback(first)])
+    np.testing.assert_array_equal(first[0], y[:100])
+
+
+def test_fit_twice_continues_exactly():
+    def run(splits):
+        _, loader = normal_loader(5000, batch_size=128, seed=3)
+        trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+        for n in splits:
+            approx = trainer.fit(n)
+        return approx, trainer
+
+    whole, whole_trainer = run([600])
+    parts, parts_trainer = run([300, 300])
+    for a, b in zip(whole.params, parts.params):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+    np.testing.assert_array_equal(whole.hist, parts.hist)
+    assert len(parts.hist) == 600
+    assert parts_trainer.state == whole_trainer.state
+    assert parts_trainer.state.step == 600
+
+
+def test_interrupt_keeps_what_was_learned_and_continues():
+    def interrupt_at(k):
+        def callback(approx, losses, i):
+            if i == k:
+                raise KeyboardInterrupt
+
+        return callback
+
+    _, loader = normal_loader(5000, batch_size=128, seed=3)
+    trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+    approx = trainer.fit(600, callbacks=[interrupt_at(250)])
+    assert len(approx.hist) == 250 and trainer.state.step == 250
+    assert np.isfinite(approx.hist).all()
+    approx = trainer.fit(350)
+
+    _, loader = normal_loader(5000, batch_size=128, seed=3)
+    reference = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False).fit(600)
+    np.testing.assert_array_equal(approx.hist, reference.hist)
+    for a, b in zip(approx.params, reference.params):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+
+
+def test_stop_iteration_from_a_callback_ends_the_fit():
+    def stop(approx, losses, i):
+        if i == 40:
+            raise StopIteration("enough")
+
+    _, loader = normal_loader(2000, batch_size=100)
+    approx = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False).fit(100, callbacks=[stop])
+    assert len(approx.hist) == 40
+
+
+def test_nan_stops_with_the_step_and_keeps_finite_parameters():
+    _, loader = normal_loader(2000, batch_size=100)
+    trainer = Trainer(
+        dataloader=loader, model=normal_model(loader), progressbar=False, obj_optimizer=pm.sgd(learning_rate=1e6)
+    )
+    with pytest.raises(FloatingPointError, match=r"NaN occurred at step (\d+) .*restored") as info:
+        trainer.fit(500)
+    at = int(info.value.args[0].split("step ")[1].split()[0])
+    assert all(np.isfinite(p.get_value()).all() for p in trainer.approx.params)
+    # The history keeps the losses before the NaN, none after.
+    assert len(trainer.approx.hist) == at and not np.isnan(trainer.approx.hist).any()
+
+
+@pytest.mark.parametrize(
+    "method, kwargs",
+    [
+        ("advi", {}),
+        ("fullrank_advi", {}),
+        ("svgd", {"inf_kwargs": {"n_particles": 10}}),
+        ("asvgd", {"obj_n_mc": 20}),
+    ],
+)
+def test_every_method_learns_the_mean(method, kwargs):
+    y, loader = normal_loader(5000, batch_size=250)
+    model = normal_model(loader)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # ASVGD warns that it is experimental
+        trainer = Trainer(method=method, dataloader=loader, model=model, random_seed=3, progressbar=False, **kwargs)
+        approx = trainer.fit(800)
+    mean = approx.sample(500, random_seed=1).posterior["mu"].values.mean()
+    # From mu=0 to the posterior mean of about 1.7.
+    assert abs(mean - y.mean()) < 0.15, (method, mean)
+    assert len(approx.hist) == (800 if method in ("advi", "fullrank_advi") else 0)
+
+
+def test_non_whole_labels_into_a_discrete_likelihood_are_refused():
+    X, y, _ = logistic_data(1000)
+    data = np.column_stack([X, y + 0.25])
+    loader = DataLoader(array_source(data), batch_size=100, sample_shape=(6,))
+    model = logistic_model(loader, 100)
+    with pytest.raises(ValueError, match="observed variable 'click' is discrete.*non-whole numbers"):
+        Trainer(dataloader=loader, model=model, progressbar=False).fit(5)
+
+
+def test_trainer_needs_a_model():
+    _, loader = normal_loader(100, batch_size=10)
+    with pytest.raises(TypeError, match=r"inside `with pm.Model\(\) as model:` or pass model=model"):
+        Trainer(dataloader=loader)
+
+
+def test_trainer_takes_the_model_from_the_context():
+    y, loader = normal_loader(1000, batch_size=100)
+    with normal_model(loader) as model:
+        trainer = Trainer(dataloader=loader, progressbar=False)
+    assert trainer.model is model
+
+
+@pytest.mark.parametrize(
+    "build, error, match",
+    [
+        (lambda l: dict(data_name="nope"), ValueError, r"data_name='nope' is not a pm.Data variable of the model; the model's pm.Data variables are \['batch'\]"),
+        (lambda l: dict(method="nuts"), ValueError, "method must be one of"),
+        (lambda l: dict(dataloader=None), TypeError, "Trainer needs dataloader=DataLoader"),
+        (lambda l: dict(learning_rate=0.1), TypeError, r"unexpected keyword argument\(s\) \['learning_rate'\]"),
+    ],
+)
+def test_bad_trainer_arguments(build, error, match):
+    _, loader = normal_loader(100, batch_size=10)
+    model = normal_model(loader)
+    kwargs = dict(dataloader=loader, model=model, progressbar=False) | build(loader)
+    with pytest.raises(error, match=match):
+        Trainer(**kwargs)
+
+
+def test_placeholder_shape_must_match_the_batches():
+    loader = DataLoader(array_source(np.zeros((100, 3))), batch_size=10)
+    with pm.Model() as model:
+        pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 4))), total_size=100)
+    with pytest.raises(ValueError, match=r"pm.Data 'batch' has shape \(10, 4\), but the loader's batches have shape \(batch_size, \*sample_shape\) = \(10, 3\)"):
+        Trainer(dataloader=loader, model=model)
+    with pm.Model() as fixed:
+        pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 3)), shape=(10, 3)), total_size=105)
+    ragged = DataLoader(array_source(np.zeros((105, 3))), batch_size=10)
+    with pytest.raises(ValueError, match="fixes its first dimension to 10"):
+        Trainer(dataloader=ragged, model=fixed)
+
+
+def test_total_size_is_checked():
+    _, loader = normal_loader(1000, batch_size=100)
+    with pytest.warns(UserWarning, match=r"'y' is fed by pm.Data 'batch' but has no total_size.*len\(loader\) \(= 1000\)"):
+        Trainer(dataloader=loader, model=normal_model(loader, total_size=None))
+    with pytest.warns(UserWarning, match=r"'y' has total_size=999, but the loader holds len\(loader\)=1000 rows"):
+        Trainer(dataloader=loader, model=normal_model(loader, total_size=999))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(dataloader=loader, model=normal_model(loader))
