@@ -135,6 +135,8 @@ class DataLoader:
         self.source = source
         self.batch_size = int(batch_size)
         self.buffer_size = int(buffer_size)
+        # Windows hold whole batches, so that no batch spans two of them.
+        self.window_rows = -(-self.buffer_size // self.batch_size) * self.batch_size
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
@@ -219,23 +221,28 @@ class DataLoader:
     def __iter__(self) -> BatchIterator:
         return self.iterate()
 
-    def iterate(self, dtype: np.dtype | type = np.float64, prefetch: int | None = None) -> BatchIterator:
+    def iterate(
+        self, dtype: np.dtype | type = np.float64, prefetch: int | None = None, recycle: bool = False
+    ) -> BatchIterator:
         """Endless batches from the current position (see :meth:`state_dict`).
 
         Parameters
         ----------
         dtype : numpy dtype, default float64
-            dtype of the batches. Rows are decoded straight into it; integer dtypes
-            require whole numbers.
+            dtype of the batches. Integer dtypes require whole numbers.
         prefetch : int, optional
             Overrides the loader's ``prefetch``.
+        recycle : bool, default False
+            Reuse window buffers; a batch is then only valid until the iterator has moved
+            two windows on. Faster, for consumers that use each batch once.
         """
-        return BatchIterator(self, np.dtype(dtype), self.prefetch if prefetch is None else prefetch)
+        prefetch = self.prefetch if prefetch is None else prefetch
+        return BatchIterator(self, np.dtype(dtype), prefetch, recycle=recycle)
 
     def iter_epoch(self, epoch: int = 0, dtype: np.dtype | type = np.float64) -> Iterator[np.ndarray]:
         """Yield the batches of one epoch, on the calling thread, without moving the position."""
         B = self.batch_size
-        for _, chunk in self._chunks(epoch, 0, np.dtype(dtype)):
+        for _, chunk, _ in self._chunks(epoch, 0, np.dtype(dtype)):
             chunk = chunk.reshape((len(chunk), *self.sample_shape))
             for a in range(0, len(chunk), B):
                 yield chunk[a : a + B]
@@ -299,9 +306,19 @@ class DataLoader:
             )
         return out
 
+    def _decode_dtype(self, dtype: np.dtype) -> np.dtype:
+        """Decode floats in the source's own precision and cast after the gather, which
+        then moves half the bytes for float32 files; transforms and integers get float64."""
+        if dtype.kind != "f" or self.transform is not None:
+            return np.dtype(np.float64)
+        native = getattr(self.source, "native_dtype", None)
+        if native is not None and np.dtype(native).kind == "f" and np.dtype(native).itemsize < dtype.itemsize:
+            return np.dtype(native)
+        return dtype
+
     def _blocks(self, epoch: int, skip: int, dtype: np.dtype) -> Iterator[np.ndarray]:
         """Checked blocks of the epoch's row stream, starting ``skip`` rows in."""
-        decode = dtype if dtype.kind == "f" and self.transform is None else np.dtype(np.float64)
+        decode = self._decode_dtype(dtype)
         for shard in self._shard_order(epoch):
             if shard.num_rows is not None and skip >= shard.num_rows:
                 skip -= shard.num_rows
@@ -317,7 +334,7 @@ class DataLoader:
                     block, skip = block[skip:], 0
                 if self.transform is not None:
                     block = self._apply_transform(block, shard)
-                yield self._check_block(block, shard, seen - len(block), dtype)
+                yield self._check_block(block, shard, seen - len(block), decode if dtype.kind == "f" else dtype)
             if shard.num_rows is not None and seen != shard.num_rows:
                 raise ValueError(
                     f"{shard.name}: expected {shard.num_rows} rows but read {seen}; "
@@ -330,11 +347,10 @@ class DataLoader:
                 f"{shard.name} gave a block of shape {block.shape}, expected (rows, {self.width})"
             )
         if block.dtype.kind == "f":
-            # A column sum is non-finite whenever the column holds NaN or inf; it costs
-            # one pass and no temporary the size of the block.
-            bad_sum = ~np.isfinite(block.sum(axis=0))
-            if bad_sum.any():
-                self._raise_non_finite(block, shard, first_row, np.flatnonzero(bad_sum))
+            # The sum is non-finite whenever a value is NaN or inf: one vectorized pass and
+            # no temporary the size of the block. Columns are searched only then.
+            if not np.isfinite(np.add.reduce(block, axis=None)):
+                self._raise_non_finite(block, shard, first_row, range(block.shape[1]))
         if dtype.kind in "iub":
             if block.dtype.kind == "f" and not np.array_equal(block, np.round(block)):
                 j = int(np.flatnonzero((block != np.round(block)).any(axis=0))[0])
@@ -361,62 +377,72 @@ class DataLoader:
                 )
         # The sum overflowed but every value is finite: nothing to report.
 
-    def _windows(self, epoch: int, start_row: int, dtype: np.dtype) -> Iterator[np.ndarray]:
-        """Permuted windows of the epoch, the first one cut to begin at ``start_row``."""
-        W = self.buffer_size
+    def _windows(
+        self, epoch: int, start_row: int, dtype: np.dtype, pool: queue.Queue | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(first row, rows, buffer)`` of each shuffled window from ``start_row`` on.
+
+        Windows hold ``window_rows`` rows, a multiple of the batch size, so no batch spans
+        two windows. Rows are staged in one reused array and gathered into an output
+        buffer, taken from ``pool`` when given: reusing memory avoids the page faults of
+        fresh multi-MB arrays, which cost more than the copies themselves.
+        """
+        W = self.window_rows
         w = start_row // W
-        offset = start_row - w * W
-        parts: list[np.ndarray] = []
+        skip = start_row - w * W
+        # Blocks come checked and in the dtype they are staged in (see _blocks).
+        stage = self._decode_dtype(dtype) if dtype.kind == "f" else dtype
+        staging = np.empty((W, self.width), stage)
+        scratch = np.empty((W, self.width), stage) if stage != dtype else None
         have = 0
         for block in self._blocks(epoch, w * W, dtype):
             while len(block):
-                take = min(W - have, len(block))
-                parts.append(block[:take])
-                have += take
-                block = block[take:]
+                n = min(W - have, len(block))
+                staging[have : have + n] = block[:n]
+                have += n
+                block = block[n:]
                 if have == W:
-                    yield self._permuted(parts, epoch, w)[offset:]
-                    parts, have, offset, w = [], 0, 0, w + 1
-        if have:
-            yield self._permuted(parts, epoch, w)[offset:]
+                    out = self._finish_window(staging, epoch, w, dtype, pool, scratch)
+                    yield w * W + skip, out[skip:], out
+                    have, skip, w = 0, 0, w + 1
+        if have > skip:
+            out = self._finish_window(staging[:have], epoch, w, dtype, pool, scratch)
+            yield w * W + skip, out[skip:have], out
 
-    def _permuted(self, parts: list[np.ndarray], epoch: int, w: int) -> np.ndarray:
+    def _finish_window(self, rows, epoch, w, dtype, pool, scratch) -> np.ndarray:
+        """Shuffle (or copy) the staged rows into an output buffer of ``dtype``."""
+        buffer = pool.get() if pool is not None else np.empty((self.window_rows, self.width), dtype)
+        n = len(rows)
+        out = buffer[:n]
         if not self.shuffle:
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
-        window = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        perm = np.random.default_rng([self.seed, epoch, w]).permutation(len(window))
-        return np.take(window, perm, axis=0)
+            np.copyto(out, rows)
+            return buffer
+        perm = np.random.default_rng([self.seed, epoch, w]).permutation(n)
+        if scratch is None:
+            _take_rows(rows, perm, out)
+        else:  # the gather moves the narrower dtype, then one cast
+            _take_rows(rows, perm, scratch[:n])
+            np.copyto(out, scratch[:n])
+        return buffer
 
-    def _chunks(self, epoch: int, start_batch: int, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first batch index, rows)`` pieces holding whole batches, but for the epoch's last."""
+    def _chunks(self, epoch: int, start_batch: int, dtype: np.dtype, pool=None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(first batch index, rows, buffer)``: whole batches, but for the epoch's last."""
         B = self.batch_size
-        index = start_batch
-        carry = None
-        for window in self._windows(epoch, start_batch * B, dtype):
-            if carry is not None:
-                need = B - len(carry)
-                if len(window) < need:
-                    carry = np.concatenate([carry, window])
-                    continue
-                yield index, np.concatenate([carry, window[:need]])
-                index += 1
-                window, carry = window[need:], None
-            whole = len(window) - len(window) % B
-            if whole:
-                yield index, window[:whole]
-                index += whole // B
-            if whole < len(window):
-                carry = window[whole:].copy()
-        if carry is not None and not self.drop_last:
-            yield index, carry
+        for first_row, rows, buffer in self._windows(epoch, start_batch * B, dtype, pool):
+            if self.drop_last:
+                rows = rows[: len(rows) - len(rows) % B]
+            if len(rows):
+                yield first_row // B, rows, buffer
+            elif pool is not None:
+                pool.put(buffer)
 
-    def _produce(self, epoch: int, batch: int, dtype: np.dtype) -> Iterator[tuple[int, int, np.ndarray]]:
-        """Endless ``(epoch, first batch index, rows)`` pieces from a position."""
+    def _produce(self, epoch: int, batch: int, dtype: np.dtype, pool=None) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """Endless ``(epoch, first batch index, rows, buffer)`` pieces from a position."""
         while True:
             produced = False
-            for index, chunk in self._chunks(epoch, batch, dtype):
+            for index, rows, buffer in self._chunks(epoch, batch, dtype, pool):
                 produced = True
-                yield epoch, index, chunk
+                yield epoch, index, rows, buffer
             if not produced and batch == 0:
                 raise ValueError(
                     f"epoch {epoch} produced no batch: the source yielded fewer than "
@@ -429,6 +455,16 @@ class DataLoader:
             f"DataLoader({self.source!r}, batch_size={self.batch_size}, sample_shape={self.sample_shape}, "
             f"total_size={self.total_size}, shuffle={self.shuffle}, buffer_size={self.buffer_size})"
         )
+
+
+def _take_rows(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = rows[index]``, gathering each row as one opaque item.
+
+    ``np.take(..., axis=0)`` copies a 2-D row element by element; viewing rows as single
+    void items makes it one memcpy per row, 3-4x faster for 14 float64 columns.
+    """
+    item = np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))
+    np.take(np.ascontiguousarray(rows).view(item).ravel(), index, out=out.view(item).ravel())
 
 
 def _summary(fingerprint: dict) -> str:
@@ -473,9 +509,13 @@ class BatchIterator:
     consumer; ``next()`` only slices a ready window. The loader's position follows
     the batches handed out, so a new iterator continues where this one stopped.
     Call :meth:`close` (or use it as a context manager) to stop the thread early.
+
+    With ``recycle=True`` the window buffers are reused: a batch stays valid until the
+    iterator has moved two windows further. The Trainer uses this, since it only needs
+    each batch for one step; plain iteration hands out batches that stay valid.
     """
 
-    def __init__(self, loader: DataLoader, dtype: np.dtype, prefetch: int):
+    def __init__(self, loader: DataLoader, dtype: np.dtype, prefetch: int, recycle: bool = False):
         self._loader = loader
         epoch, batch = loader.position
         self._last: tuple[int, int] | None = None
@@ -484,7 +524,15 @@ class BatchIterator:
         self._chunk = np.empty((0, *self._shape), dtype)
         self._offset = 0
         self._chunk_epoch, self._chunk_index = epoch, batch
-        pieces = loader._produce(epoch, batch, dtype)
+        self._held: list[np.ndarray] = []
+        self._pool: queue.Queue | None = None
+        if recycle:
+            # queued + being consumed + the one before it (a callback may still read its
+            # last batch) + being produced
+            self._pool = queue.Queue()
+            for _ in range(prefetch + 3):
+                self._pool.put(np.empty((loader.window_rows, loader.width), dtype))
+        pieces = loader._produce(epoch, batch, dtype, self._pool)
         if prefetch > 0:
             self._queue: queue.Queue | None = queue.Queue(maxsize=prefetch)
             self._stop = threading.Event()
@@ -497,19 +545,24 @@ class BatchIterator:
             self._queue = None
             self._pieces = pieces
 
-    def _next_piece(self) -> tuple[int, int, np.ndarray]:
+    def _next_piece(self) -> tuple[int, int, np.ndarray, np.ndarray]:
         if self._queue is None:
-            return next(self._pieces)
-        while True:
-            try:
-                piece = self._queue.get(timeout=1.0)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive():
-                    raise RuntimeError("the prefetch thread stopped without a batch or an error") from None
-        if isinstance(piece, _Failure):
-            self.close()
-            raise piece.error
+            piece = next(self._pieces)
+        else:
+            while True:
+                try:
+                    piece = self._queue.get(timeout=1.0)
+                    break
+                except queue.Empty:
+                    if not self._thread.is_alive():
+                        raise RuntimeError("the prefetch thread stopped without a batch or an error") from None
+            if isinstance(piece, _Failure):
+                self.close()
+                raise piece.error
+        if self._pool is not None:
+            self._held.append(piece[3])
+            if len(self._held) > 2:
+                self._pool.put(self._held.pop(0))
         return piece
 
     def __iter__(self) -> BatchIterator:
@@ -517,7 +570,7 @@ class BatchIterator:
 
     def __next__(self) -> np.ndarray:
         if self._offset >= len(self._chunk):
-            self._chunk_epoch, self._chunk_index, chunk = self._next_piece()
+            self._chunk_epoch, self._chunk_index, chunk, _ = self._next_piece()
             self._chunk = chunk.reshape((len(chunk), *self._shape))
             self._offset = 0
         a = self._offset
@@ -541,6 +594,9 @@ class BatchIterator:
         """Stop the prefetch thread; the loader keeps the position of the next batch."""
         if self._queue is not None:
             self._stop.set()
+            if self._pool is not None:  # a producer waiting for a free buffer wakes up
+                for _ in range(2):
+                    self._pool.put(np.empty((self._loader.window_rows, self._loader.width), self._chunk.dtype))
             while True:
                 try:
                     self._queue.get_nowait()

@@ -93,6 +93,9 @@ class IterableDataset:
     """
 
     columns: list[str]
+    #: dtype in which the data is stored, when every column shares one; the loader then
+    #: decodes in it and casts after shuffling.
+    native_dtype: np.dtype | None = None
 
     def shards(self) -> list[Shard]:
         """Return the natural shards of the source, in storage order."""
@@ -188,6 +191,10 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
+def _is_count(n) -> bool:
+    return isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0
+
+
 def _check_numeric(field: pa.Field, where: str) -> None:
     t = field.type
     if pa.types.is_dictionary(t):
@@ -246,6 +253,7 @@ class ParquetSource(IterableDataset):
         self.fs, self.files = _resolve_files(path, storage_options, (".parquet", ".parq", ".pq"), "parquet")
         self._metadata: list[pq.FileMetaData] = []
         schema = None
+        file_types: set[pa.DataType] = set()
         for f in self.files:
             where = f"parquet file {_display(self.fs, f)!r}"
             try:
@@ -268,6 +276,10 @@ class ParquetSource(IterableDataset):
                             f"has; available columns: {file_schema.names}"
                         )
                     _check_numeric(file_schema.field(c), where)
+            file_types.update(file_schema.field(c).type for c in self.columns)
+        types = file_types
+        if len(types) == 1 and pa.types.is_floating(next(iter(types))):
+            self.native_dtype = np.dtype(next(iter(types)).to_pandas_dtype())
         self._shards = [
             Shard(f"{_display(self.fs, f)} (row group {rg})", md.row_group(rg).num_rows, (i, rg))
             for i, (f, md) in enumerate(zip(self.files, self._metadata))
@@ -351,20 +363,28 @@ def parquet_source(
 
 
 def _count_lines(fh, chunk_bytes: int = 1 << 24) -> int:
-    """Count non-empty lines in one pass over the bytes."""
+    """Count the non-empty lines in one pass over the bytes.
+
+    The CSV reader skips empty lines (``""`` or ``"\\r"``), so they are not rows.
+    """
     lines = 0
-    prev = b"\n"
-    last = b"\n"
+    tail = b"\n"  # what precedes the first byte: a line starts there
     while True:
         chunk = fh.read(chunk_bytes)
         if not chunk:
             break
         lines += chunk.count(b"\n")
-        # Empty lines are skipped by the reader, so they are not rows.
-        lines -= chunk.count(b"\n\n") + (prev == b"\n" and chunk[:1] == b"\n")
-        prev = chunk[-1:]
-        last = prev
-    if last != b"\n":
+        joined = tail + chunk
+        if b"\n\n" in joined or b"\n\r\n" in joined:
+            # Rare: count the empty lines that end in this chunk, overlapping runs included.
+            b = np.frombuffer(joined, dtype=np.uint8)
+            nl = b == 10
+            t = len(tail)
+            lines -= int(np.count_nonzero(nl[t:] & nl[t - 1 : -1]))
+            u = max(t, 2)
+            lines -= int(np.count_nonzero(nl[u:] & (b[u - 1 : -1] == 13) & nl[u - 2 : -2]))
+        tail = joined[-2:]
+    if tail[-1:] != b"\n" and tail not in (b"\n\r",):
         lines += 1
     return lines
 
@@ -407,12 +427,13 @@ class CSVSource(IterableDataset):
         self.columns = _select_columns(names, columns, f"CSV file {first!r}")
         self._num_rows_given = num_rows
         if num_rows is not None:
-            if len(self.files) != 1 and not isinstance(num_rows, Sequence):
+            counts = [num_rows] if _is_count(num_rows) else list(num_rows) if isinstance(num_rows, Sequence) and not isinstance(num_rows, str) else None
+            if counts is None or len(counts) != len(self.files) or not all(_is_count(n) for n in counts):
                 raise ValueError(
-                    "num_rows must be a list with one count per file when csv_source reads "
-                    f"{len(self.files)} files"
+                    f"num_rows must give one count per file (csv_source reads {len(self.files)} "
+                    f"file(s)), got {num_rows!r}"
                 )
-            counts = [int(num_rows)] if not isinstance(num_rows, Sequence) else [int(n) for n in num_rows]
+            counts = [int(n) for n in counts]
         else:
             counts = [self._count_rows(f) for f in self.files]
         self._shards = [Shard(_display(self.fs, f), n, i) for i, (f, n) in enumerate(zip(self.files, counts))]
@@ -566,6 +587,11 @@ class ArraySource(IterableDataset):
         if hasattr(array, "columns") and hasattr(array, "to_numpy"):  # a pandas DataFrame
             columns = list(map(str, array.columns)) if columns is None else columns
             array = array.to_numpy()
+            if array.dtype == object:  # mixed column types, e.g. float and bool
+                try:
+                    array = array.astype(np.float64)
+                except (TypeError, ValueError) as err:
+                    raise TypeError(f"array_source needs numeric DataFrame columns: {err}") from err
         array = np.asarray(array)
         if array.ndim == 1:
             array = array[:, None]

@@ -355,7 +355,7 @@ class Trainer:
         callbacks = list(callbacks or [])
         show = self.progressbar if progressbar is None else progressbar
         losses = np.full(n, np.nan)
-        stream = self.dataloader.iterate(dtype=self.placeholder.dtype)
+        stream = self.dataloader.iterate(dtype=self.placeholder.dtype, recycle=True)
         self._done_in_loop = self._fetched = 0
         try:
             with _Progress(show, n, self.dataloader.batch_size, self.score) as bar:
@@ -364,6 +364,8 @@ class Trainer:
             if isinstance(stop, KeyboardInterrupt):
                 logger.info(f"Interrupted at step {self._steps_done:,d}; the fit keeps what it learned")
         finally:
+            # The placeholder must not point into a buffer that the stream will reuse.
+            self.placeholder.set_value(self.placeholder.get_value(borrow=True).copy(), borrow=True)
             stream.close()
             self._record(losses[: self._done_in_loop])
             if self._done_in_loop < self._fetched:  # the last batch fetched was never stepped on
