@@ -23,7 +23,8 @@ Use it when the data does not fit in RAM, or when it fits but you would rather n
 it there; for small data ``pm.Minibatch`` is just as good.
 """
 
-from pymc.variational.streaming.dataloader import BatchIterator, DataLoader
+from pymc.variational.streaming.dataloader import DataLoader
+from pymc.variational.streaming.prefetch import BatchIterator
 from pymc.variational.streaming.sources import (
     ArraySource,
     CSVSource,

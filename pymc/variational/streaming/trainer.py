@@ -40,7 +40,8 @@ from pymc.pytensorf import compile as pytensor_compile
 from pymc.variational.approximations import Approximation
 from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
-from pymc.variational.streaming.dataloader import BatchIterator, DataLoader
+from pymc.variational.streaming.dataloader import DataLoader
+from pymc.variational.streaming.prefetch import BatchIterator
 
 __all__ = ["Trainer", "TrainerState", "default_optimizer"]
 

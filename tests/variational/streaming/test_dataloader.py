@@ -29,8 +29,11 @@ def rows_with_ids(n, width=3, seed=0):
     return np.column_stack([np.arange(n, dtype=float), rng.normal(size=(n, width - 1))])
 
 
-@pytest.fixture(params=[0, 2], ids=["inline", "prefetch"])
-def prefetch(request):
+@pytest.fixture(
+    params=[{"prefetch": 0}, {"prefetch": 2}, {"workers": 1}], ids=["inline", "thread", "process"]
+)
+def producer(request):
+    """Where windows are produced: the calling thread, a background thread, a worker process."""
     return request.param
 
 
@@ -84,9 +87,9 @@ def test_len_is_the_number_of_rows():
         len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=None))
 
 
-def test_same_seed_same_batches_new_order_each_epoch(prefetch):
+def test_same_seed_same_batches_new_order_each_epoch(producer):
     def first_batches(seed, k):
-        loader = DataLoader(array_source(rows_with_ids(2000), shard_rows=100), batch_size=100, seed=seed, prefetch=prefetch)
+        loader = DataLoader(array_source(rows_with_ids(2000), shard_rows=100), batch_size=100, seed=seed, **producer)
         return [b.copy() for b in itertools.islice(iter(loader), k)]
 
     a, b = first_batches(7, 40), first_batches(7, 40)
@@ -101,8 +104,8 @@ def test_same_seed_same_batches_new_order_each_epoch(prefetch):
     assert not np.array_equal(epoch0, other_seed)
 
 
-def test_endless_iteration_matches_iter_epoch(prefetch):
-    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, seed=5, prefetch=prefetch)
+def test_endless_iteration_matches_iter_epoch(producer):
+    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, seed=5, **producer)
     expected = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1)) + list(loader.iter_epoch(2))
     it = iter(loader)
     got = [next(it) for _ in range(len(expected))]
@@ -112,8 +115,8 @@ def test_endless_iteration_matches_iter_epoch(prefetch):
 
 
 @pytest.mark.parametrize("stop_after", [1, 7, 16, 23])
-def test_new_iterator_resumes_at_next_batch(stop_after, prefetch):
-    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, buffer_size=300, seed=2, prefetch=prefetch)
+def test_new_iterator_resumes_at_next_batch(stop_after, producer):
+    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, buffer_size=300, seed=2, **producer)
     reference = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1))
     with iter(loader) as it:
         first = [next(it).copy() for _ in range(stop_after)]
@@ -211,10 +214,10 @@ def test_transform_that_changes_the_width_is_caught_at_construction():
         DataLoader(array_source(rows_with_ids(100)), batch_size=10, transform=lambda x: x[::2])
 
 
-def test_missing_values_name_the_shard_and_column(prefetch):
+def test_missing_values_name_the_shard_and_column(producer):
     data = rows_with_ids(1000)
     data[437, 2] = np.nan
-    loader = DataLoader(array_source(data, columns=["id", "a", "b"], shard_rows=100), batch_size=10, prefetch=prefetch)
+    loader = DataLoader(array_source(data, columns=["id", "a", "b"], shard_rows=100), batch_size=10, **producer)
     with pytest.raises(ValueError, match=r"array rows 400:500: column 'b' holds 1 NaN value\(s\), first at row 37 .*transform="):
         with iter(loader) as it:
             for _ in range(200):
