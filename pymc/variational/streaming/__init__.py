@@ -25,6 +25,7 @@ it there; for small data ``pm.Minibatch`` is just as good.
 
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.prefetch import BatchIterator
+from pymc.variational.streaming.retry import RetryPolicy
 from pymc.variational.streaming.sources import (
     ArraySource,
     CSVSource,
@@ -44,6 +45,7 @@ __all__ = [
     "DataLoader",
     "IterableDataset",
     "ParquetSource",
+    "RetryPolicy",
     "Shard",
     "Trainer",
     "TrainerState",

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from pymc.variational.streaming.prefetch import BatchIterator
+from pymc.variational.streaming.retry import RetryPolicy
 from pymc.variational.streaming.sources import IterableDataset, Shard
 
 __all__ = ["DataLoader"]
@@ -344,7 +345,7 @@ class DataLoader:
                 skip -= shard.num_rows
                 continue
             seen = 0
-            for block in self.source.read_shard(shard, decode):
+            for block in self._read_shard(shard, decode):
                 n = len(block)
                 seen += n
                 if skip >= n:
@@ -360,6 +361,27 @@ class DataLoader:
                     f"{shard.name}: expected {shard.num_rows} rows but read {seen}; "
                     "the data changed after the loader was built"
                 )
+
+    def _read_shard(self, shard: Shard, dtype: np.dtype) -> Iterator[np.ndarray]:
+        """The shard's blocks; a transient failure reopens it and skips the rows already
+        delivered, so a retry neither loses nor repeats a row."""
+        policy = getattr(self.source, "retry", None) or RetryPolicy(tries=1)
+        delivered, attempt = 0, 1
+        while True:
+            try:
+                seen = 0
+                for block in self.source.read_shard(shard, dtype):
+                    end = seen + len(block)
+                    if end > delivered:
+                        block = block[max(delivered - seen, 0) :]
+                        delivered = end
+                        yield block
+                    seen = end
+                return
+            except Exception as err:
+                if not policy.should_retry(err, attempt, shard.name):
+                    raise
+                attempt += 1
 
     def _check_block(self, block: np.ndarray, shard: Shard, first_row: int, dtype: np.dtype) -> np.ndarray:
         if block.ndim != 2 or block.shape[1] != self.width:

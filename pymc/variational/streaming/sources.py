@@ -34,6 +34,8 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from pymc.variational.streaming.retry import RetryPolicy
+
 __all__ = [
     "ArraySource",
     "CSVSource",
@@ -96,6 +98,8 @@ class IterableDataset:
     #: dtype in which the data is stored, when every column shares one; the loader then
     #: decodes in it and casts after shuffling.
     native_dtype: np.dtype | None = None
+    #: How transient read errors are retried; the loader resumes a shard where it failed.
+    retry: RetryPolicy = RetryPolicy()
 
     def shards(self) -> list[Shard]:
         """Return the natural shards of the source, in storage order."""
@@ -191,6 +195,16 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
+def _retry_policy(retry: RetryPolicy | int | None) -> RetryPolicy:
+    if retry is None:
+        return RetryPolicy()
+    if isinstance(retry, RetryPolicy):
+        return retry
+    if _is_count(retry) and retry >= 1:
+        return RetryPolicy(tries=int(retry))
+    raise TypeError(f"retry must be a RetryPolicy or a number of tries >= 1, got {retry!r}")
+
+
 def _is_count(n) -> bool:
     return isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0
 
@@ -249,20 +263,24 @@ class ParquetSource(IterableDataset):
     Create it with :func:`parquet_source`.
     """
 
-    def __init__(self, path, columns=None, storage_options=None):
-        self.fs, self.files = _resolve_files(path, storage_options, (".parquet", ".parq", ".pq"), "parquet")
+    def __init__(self, path, columns=None, storage_options=None, retry=None):
+        self.retry = _retry_policy(retry)
+        self.fs, self.files = self.retry.call(
+            lambda: _resolve_files(path, storage_options, (".parquet", ".parq", ".pq"), "parquet"), str(path)
+        )
         self._metadata: list[pq.FileMetaData] = []
         schema = None
         file_types: set[pa.DataType] = set()
         for f in self.files:
             where = f"parquet file {_display(self.fs, f)!r}"
             try:
-                with self.fs.open(f, "rb") as fh:
-                    pf = pq.ParquetFile(fh)
-                    file_schema = pf.schema_arrow
-                    self._metadata.append(pf.metadata)
+                metadata = self.retry.call(lambda f=f: self._read_footer(f), where)
+            except (FileNotFoundError, PermissionError) as err:
+                raise type(err)(f"{where}: {err}") from err
             except (pa.ArrowException, OSError) as err:
                 raise ValueError(f"{where} is not a readable parquet file: {err}") from err
+            file_schema = metadata.schema.to_arrow_schema()
+            self._metadata.append(metadata)
             if schema is None:
                 schema = file_schema
                 self.columns = _select_columns(schema.names, columns, where)
@@ -286,6 +304,10 @@ class ParquetSource(IterableDataset):
             for rg in range(md.num_row_groups)
             if md.row_group(rg).num_rows
         ]
+
+    def _read_footer(self, path: str) -> pq.FileMetaData:
+        with self.fs.open(path, "rb") as fh:
+            return pq.ParquetFile(fh).metadata
 
     def shards(self) -> list[Shard]:
         return self._shards
@@ -316,6 +338,7 @@ def parquet_source(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     columns: Sequence[str] | None = None,
     storage_options: dict | None = None,
+    retry: RetryPolicy | int | None = None,
 ) -> ParquetSource:
     """Stream rows from parquet files.
 
@@ -334,6 +357,10 @@ def parquet_source(
         Columns must be numeric; nulls are read as NaN.
     storage_options : dict, optional
         Passed to :func:`fsspec.core.url_to_fs`, e.g. credentials for object storage.
+    retry : RetryPolicy or int, optional
+        How transient errors (5xx answers, dropped connections, timeouts) are retried;
+        an int is a number of tries. Defaults to 4 tries with exponential backoff from
+        0.5 s. Missing files and refused permissions fail at once.
 
     Returns
     -------
@@ -356,7 +383,7 @@ def parquet_source(
         loader = DataLoader(source, batch_size=4096)
         len(loader)  # the number of rows, read from the footers
     """
-    return ParquetSource(path, columns=columns, storage_options=storage_options)
+    return ParquetSource(path, columns=columns, storage_options=storage_options, retry=retry)
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -405,8 +432,10 @@ class CSVSource(IterableDataset):
         storage_options=None,
         num_rows=None,
         block_bytes=1 << 22,
+        retry=None,
     ):
-        self.fs, self.files = _resolve_files(path, storage_options, (), "csv")
+        self.retry = _retry_policy(retry)
+        self.fs, self.files = self.retry.call(lambda: _resolve_files(path, storage_options, (), "csv"), str(path))
         self.delimiter = delimiter
         self.header = bool(header)
         self.block_bytes = int(block_bytes)
@@ -435,7 +464,7 @@ class CSVSource(IterableDataset):
                 )
             counts = [int(n) for n in counts]
         else:
-            counts = [self._count_rows(f) for f in self.files]
+            counts = [self.retry.call(lambda f=f: self._count_rows(f), _display(self.fs, f)) for f in self.files]
         self._shards = [Shard(_display(self.fs, f), n, i) for i, (f, n) in enumerate(zip(self.files, counts))]
 
     def _read_header(self, path):
@@ -518,6 +547,7 @@ def csv_source(
     column_names: Sequence[str] | None = None,
     storage_options: dict | None = None,
     num_rows: int | Sequence[int] | None = None,
+    retry: RetryPolicy | int | None = None,
 ) -> CSVSource:
     """Stream rows from CSV or other delimited text files.
 
@@ -543,6 +573,8 @@ def csv_source(
     num_rows : int or list of int, optional
         Rows per file, when known. Otherwise they are counted by one fast pass over the
         bytes at construction (about 1 GB/s on local disk).
+    retry : RetryPolicy or int, optional
+        How transient read errors are retried, as in :func:`parquet_source`.
 
     Returns
     -------
@@ -571,6 +603,7 @@ def csv_source(
         column_names=column_names,
         storage_options=storage_options,
         num_rows=num_rows,
+        retry=retry,
     )
 
 

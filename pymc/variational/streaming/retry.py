@@ -1,0 +1,120 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Retrying reads that fail for a moment: 5xx answers, dropped connections, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+__all__ = ["RetryPolicy", "is_transient"]
+
+logger = logging.getLogger("pymc")
+
+T = TypeVar("T")
+
+# Raised by aiohttp (fsspec's HTTP filesystem) for dropped or truncated connections; named
+# rather than imported, since aiohttp is optional.
+_TRANSIENT_NAMES = {
+    "ClientConnectionError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ClientPayloadError",
+    "ContentLengthError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "TransferEncodingError",
+}
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an error is worth retrying: it says "try again", not "this is wrong".
+
+    Missing files and refused permissions are permanent; server errors (5xx, 429),
+    dropped or truncated connections and timeouts are transient. The whole chain of
+    causes is inspected, since pyarrow and fsspec wrap the original error.
+    """
+    for e in _chain(error):
+        if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+            return False
+        status = getattr(e, "status", None) or getattr(e, "status_code", None)
+        if isinstance(status, int):
+            return status >= 500 or status in (408, 429)
+        if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(e).__mro__):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, transient read errors are retried.
+
+    Parameters
+    ----------
+    tries : int, default 4
+        Attempts in all, the first included; ``1`` disables retrying.
+    wait : float, default 0.5
+        Seconds before the first retry; each further retry waits twice as long.
+    max_wait : float, default 30
+        Upper bound on one wait.
+    """
+
+    tries: int = 4
+    wait: float = 0.5
+    max_wait: float = 30.0
+
+    def __post_init__(self):
+        if not isinstance(self.tries, int) or self.tries < 1:
+            raise ValueError(f"RetryPolicy.tries must be an integer >= 1, got {self.tries!r}")
+        if self.wait < 0 or self.max_wait < 0:
+            raise ValueError("RetryPolicy waits must be non-negative")
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (counted from 1)."""
+        return min(self.wait * 2 ** (attempt - 1), self.max_wait)
+
+    def should_retry(self, error: BaseException, attempt: int, what: str) -> bool:
+        """Sleep and return True when ``error`` is transient and tries remain."""
+        if attempt >= self.tries or not is_transient(error):
+            return False
+        delay = self.delay(attempt)
+        logger.warning(f"Reading {what} failed ({type(error).__name__}: {error}); retry {attempt} of {self.tries - 1} in {delay:.2g}s")
+        time.sleep(delay)
+        return True
+
+    def call(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()``, retried while it fails transiently."""
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except Exception as err:
+                if not self.should_retry(err, attempt, what):
+                    raise
+                attempt += 1
