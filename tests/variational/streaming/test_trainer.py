@@ -284,3 +284,36 @@ def test_total_size_is_checked():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Trainer(dataloader=loader, model=normal_model(loader))
+
+
+def test_checkpoint_resumes_bit_for_bit(tmp_path):
+    def new_trainer():
+        _, loader = normal_loader(5000, batch_size=128, seed=3)
+        return Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+
+    reference = new_trainer().fit(600)
+    first = new_trainer()
+    first.fit(300)
+    first.save_checkpoint(tmp_path / "fit.npz")
+    # Another fit in between must not leak into the checkpoint.
+    first.fit(50)
+    resumed = new_trainer()
+    approx = resumed.fit(300, ckpt_path=tmp_path / "fit.npz")
+    for a, b in zip(approx.params, reference.params):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+    np.testing.assert_array_equal(approx.hist, reference.hist)
+    assert resumed.state.step == 600
+
+
+def test_checkpoint_on_other_data_is_refused(tmp_path):
+    _, loader = normal_loader(5000, batch_size=128)
+    trainer = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False)
+    trainer.fit(10)
+    trainer.save_checkpoint(tmp_path / "fit.npz")
+    _, other = normal_loader(4000, batch_size=128)
+    with pytest.raises(ValueError, match="saved on different data"):
+        Trainer(dataloader=other, model=normal_model(other), progressbar=False).fit(10, ckpt_path=tmp_path / "fit.npz")
+    X, y, _ = logistic_data(5000)
+    wide = DataLoader(array_source(np.column_stack([X, y])), batch_size=128, sample_shape=(6,))
+    with pytest.raises(ValueError, match="the model differs from the one saved|state variables"):
+        Trainer(dataloader=wide, model=logistic_model(wide, 128), progressbar=False).load_checkpoint(tmp_path / "fit.npz")
