@@ -317,3 +317,67 @@ def test_checkpoint_on_other_data_is_refused(tmp_path):
     wide = DataLoader(array_source(np.column_stack([X, y])), batch_size=128, sample_shape=(6,))
     with pytest.raises(ValueError, match="the model differs from the one saved|state variables"):
         Trainer(dataloader=wide, model=logistic_model(wide, 128), progressbar=False).load_checkpoint(tmp_path / "fit.npz")
+
+
+RESUME_SCRIPT = """
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_trainer import normal_loader, normal_model
+from pymc.variational.streaming import Trainer
+
+_, loader = normal_loader(5000, batch_size=128, seed=3)
+trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+approx = trainer.fit(300, ckpt_path={ckpt!r})
+np.savez({out!r}, *[p.get_value() for p in approx.params], hist=approx.hist)
+"""
+
+
+def test_checkpoint_resumes_in_a_new_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    def new_trainer():
+        _, loader = normal_loader(5000, batch_size=128, seed=3)
+        return Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+
+    first = new_trainer()
+    first.fit(300)
+    first.save_checkpoint(tmp_path / "fit.npz")
+    script = RESUME_SCRIPT.format(
+        tests=os.path.dirname(__file__), ckpt=str(tmp_path / "fit.npz"), out=str(tmp_path / "out.npz")
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
+    reference = new_trainer().fit(600)
+    with np.load(tmp_path / "out.npz") as out:
+        for k, p in enumerate(reference.params):
+            np.testing.assert_array_equal(out[f"arr_{k}"], p.get_value())
+        np.testing.assert_array_equal(out["hist"], reference.hist)
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
+def test_sigint_stops_cleanly_and_fit_continues(workers):
+    import os
+    import signal
+    import threading
+
+    def interrupt_later(approx, losses, i):
+        if i == 200:
+            # A real Ctrl-C: the signal arrives from outside the loop.
+            threading.Timer(0.0, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+
+    _, loader = normal_loader(20_000, batch_size=128, seed=3)
+    loader.workers = workers
+    trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+    threads_before = threading.active_count()
+    approx = trainer.fit(100_000, callbacks=[interrupt_later])
+    stopped_at = trainer.state.step
+    assert 200 <= stopped_at < 100_000
+    assert len(approx.hist) == stopped_at and np.isfinite(approx.hist).all()
+    assert threading.active_count() == threads_before  # the prefetch thread has ended
+    trainer.fit(100)
+    assert trainer.state.step == stopped_at + 100
+    # The stream went on where it stopped: no batch was skipped or repeated.
+    batches_per_epoch = loader.batches_per_epoch
+    assert trainer.state.epoch * batches_per_epoch + trainer.state.batch == stopped_at + 100
