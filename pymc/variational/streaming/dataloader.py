@@ -32,7 +32,7 @@ import multiprocessing
 import queue
 import secrets
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,11 @@ class DataLoader:
         Applied to every 2-D block of rows before batching; it must keep the number of
         rows. Use it to fill missing values, take logs or standardize, e.g.
         ``lambda x: np.log1p(np.nan_to_num(x))``.
+    fields : dict, optional
+        Named groups of columns, ``{"X": ["I1", ..., "I13"], "y": "label"}``. Batches are
+        then dicts of arrays: a list of columns gives shape ``(batch_size, len(list))``, a
+        single column name gives ``(batch_size,)``. This is the streamed form of
+        ``pm.Minibatch(X, y)``; the Trainer fills one ``pm.Data`` per field.
     prefetch : int, default 2
         Windows produced ahead of the consumer. ``0`` produces on the calling thread.
     workers : int, default 0
@@ -119,6 +124,7 @@ class DataLoader:
         seed: int | None = None,
         drop_last: bool = False,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        fields: Mapping[str, str | Sequence[str]] | None = None,
         prefetch: int = 2,
         workers: int = 0,
     ):
@@ -167,7 +173,10 @@ class DataLoader:
             )
         self.total_size = self._resolve_total_size(total_size)
         self.width = self._row_width()
+        if fields is not None and sample_shape is not None:
+            raise ValueError("give either sample_shape or fields, not both: each field has its own shape")
         self.sample_shape = self._resolve_sample_shape(sample_shape)
+        self.fields = self._resolve_fields(fields)
         self._position = (0, 0)  # (epoch, batch index) of the next batch to hand out
 
     # --------------------------------------------------------------- set-up checks
@@ -209,6 +218,34 @@ class DataLoader:
             )
         return shape
 
+    def _resolve_fields(self, fields) -> dict[str, tuple[np.ndarray, tuple[int, ...]]] | None:
+        """``{name: (column indices, shape of one row)}``."""
+        if fields is None:
+            return None
+        if not isinstance(fields, Mapping) or not fields:
+            raise TypeError(f'fields must be a dict like {{"X": ["a", "b"], "y": "label"}}, got {fields!r}')
+        names = self._column_names()
+        resolved = {}
+        for field, columns in fields.items():
+            single = isinstance(columns, str)
+            columns = [columns] if single else list(columns)
+            missing = [c for c in columns if c not in names]
+            if missing or not columns:
+                raise KeyError(
+                    f"field {field!r} names column {missing[0] if missing else None!r}, which the "
+                    f"rows do not have; available columns: {names}"
+                )
+            index = np.array([names.index(c) for c in columns])
+            resolved[field] = (index, () if single else (len(columns),))
+        return resolved
+
+    @property
+    def field_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        """Shape of one row of each field, or None without fields."""
+        if self.fields is None:
+            return None
+        return {name: shape for name, (_, shape) in self.fields.items()}
+
     def _column_names(self) -> list[str]:
         cols = list(self.source.columns)
         return cols if len(cols) == self.width else [f"column {j}" for j in range(self.width)]
@@ -237,7 +274,7 @@ class DataLoader:
 
     def iterate(
         self,
-        dtype: np.dtype | type = np.float64,
+        dtype: np.dtype | type | Mapping[str, np.dtype | type] = np.float64,
         prefetch: int | None = None,
         recycle: bool = False,
         workers: int | None = None,
@@ -246,8 +283,9 @@ class DataLoader:
 
         Parameters
         ----------
-        dtype : numpy dtype, default float64
-            dtype of the batches. Integer dtypes require whole numbers.
+        dtype : numpy dtype or dict, default float64
+            dtype of the batches, or with ``fields`` a dict of dtypes by field. Integer
+            dtypes require whole numbers.
         prefetch : int, optional
             Overrides the loader's ``prefetch``.
         recycle : bool, default False
@@ -258,12 +296,47 @@ class DataLoader:
         """
         prefetch = self.prefetch if prefetch is None else prefetch
         workers = self.workers if workers is None else workers
-        return BatchIterator(self, np.dtype(dtype), prefetch, recycle=recycle, workers=workers)
+        return BatchIterator(self, dtype, prefetch, recycle=recycle, workers=workers)
 
-    def iter_epoch(self, epoch: int = 0, dtype: np.dtype | type = np.float64) -> Iterator[np.ndarray]:
+    def _field_dtypes(self, dtype) -> tuple[np.dtype, dict[str, np.dtype] | None]:
+        """The dtype windows are produced in, and each field's dtype."""
+        if self.fields is None:
+            if isinstance(dtype, Mapping):
+                raise TypeError("a dict of dtypes needs a loader with fields")
+            return np.dtype(dtype), None
+        per_field = {f: np.dtype(dtype[f] if isinstance(dtype, Mapping) else dtype) for f in self.fields}
+        kinds = set(per_field.values())
+        window = kinds.pop() if len(kinds) == 1 and next(iter(per_field.values())).kind == "f" else np.dtype(np.float64)
+        return window, per_field
+
+    def _split_fields(self, rows: np.ndarray, dtypes: dict[str, np.dtype], where: str) -> dict[str, np.ndarray]:
+        """Contiguous per-field arrays of a window, checked for their dtypes."""
+        out = {}
+        names = self._column_names()
+        for field, (index, shape) in self.fields.items():
+            part = rows[:, index[0]] if shape == () else rows[:, index]
+            dtype = dtypes[field]
+            if dtype.kind in "iub" and part.dtype.kind == "f":
+                bad = part != np.round(part)
+                if bad.any():
+                    column = names[index[np.flatnonzero(bad.reshape(len(part), -1).any(axis=0))[0]]]
+                    raise ValueError(
+                        f"field {field!r}: column {column!r} holds non-whole numbers in {where}, "
+                        f"which cannot go into an {dtype} placeholder"
+                    )
+            out[field] = np.ascontiguousarray(part, dtype=dtype)
+        return out
+
+    def iter_epoch(self, epoch: int = 0, dtype: np.dtype | type | Mapping = np.float64) -> Iterator[np.ndarray | dict]:
         """Yield the batches of one epoch, on the calling thread, without moving the position."""
         B = self.batch_size
-        for _, chunk, _ in self._chunks(epoch, 0, np.dtype(dtype)):
+        window_dtype, field_dtypes = self._field_dtypes(dtype)
+        for index, chunk, _ in self._chunks(epoch, 0, window_dtype):
+            if field_dtypes is not None:
+                parts = self._split_fields(chunk, field_dtypes, f"epoch {epoch}, batch {index}")
+                for a in range(0, len(chunk), B):
+                    yield {f: v[a : a + B] for f, v in parts.items()}
+                continue
             chunk = chunk.reshape((len(chunk), *self.sample_shape))
             for a in range(0, len(chunk), B):
                 yield chunk[a : a + B]

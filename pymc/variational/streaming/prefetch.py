@@ -262,10 +262,10 @@ class BatchIterator:
         ``1`` produces in a forked process (Linux and macOS), ``0`` in this one.
     """
 
-    def __init__(
-        self, loader: DataLoader, dtype: np.dtype, prefetch: int, recycle: bool = False, workers: int = 0
-    ):
+    def __init__(self, loader: DataLoader, dtype, prefetch: int, recycle: bool = False, workers: int = 0):
         self._loader = loader
+        dtype, self._field_dtypes = loader._field_dtypes(dtype)
+        self._fields: dict[str, np.ndarray] = {}
         epoch, batch = loader.position
         self._last: tuple[int, int] | None = None
         self._shape = loader.sample_shape
@@ -304,12 +304,19 @@ class BatchIterator:
     def __next__(self) -> np.ndarray:
         if self._offset >= len(self._chunk):
             self._chunk_epoch, self._chunk_index, chunk, _ = self._next_piece()
-            self._chunk = chunk.reshape((len(chunk), *self._shape))
+            if self._field_dtypes is not None:
+                where = f"epoch {self._chunk_epoch}, batch {self._chunk_index}"
+                self._fields = self._loader._split_fields(chunk, self._field_dtypes, where)
+                self._chunk = chunk
+            else:
+                self._chunk = chunk.reshape((len(chunk), *self._shape))
             self._offset = 0
         a = self._offset
         self._offset = a + self._B
         self._last = (self._chunk_epoch, self._chunk_index + a // self._B)
         self._loader._position = (self._chunk_epoch, self._last[1] + 1)
+        if self._field_dtypes is not None:  # split copies already: always safe to keep
+            return {f: v[a : a + self._B] for f, v in self._fields.items()}
         batch = self._chunk[a : a + self._B]
         return batch.copy() if self._copy else batch
 

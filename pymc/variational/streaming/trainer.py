@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -119,9 +120,11 @@ class Trainer:
         :class:`~pymc.variational.inference.Inference` built on the model.
     dataloader : DataLoader
         Source of the batches.
-    data_name : str, default "batch"
+    data_name : str or None, default "batch"
         Name of the ``pm.Data`` placeholder that receives each batch. Its trailing shape
         must equal ``dataloader.sample_shape`` and it should not fix the batch dimension.
+        ``None`` for a loader with ``fields``: each field then fills the ``pm.Data`` of
+        the same name, all of them before every step.
     model : Model, optional
         Defaults to the model on the ``with`` context.
     random_seed : int, optional
@@ -191,8 +194,11 @@ class Trainer:
         self.progressbar = progressbar
         self.inference = self._make_inference(method, random_seed, inf_kwargs, start)
         self.model = self.inference.approx.model
-        self.placeholder = self._find_placeholder(data_name)
-        self._check_shape()
+        self.placeholders = self._find_placeholders(data_name)
+        # The single placeholder of a loader without fields (None with fields).
+        self.placeholder = self.placeholders.get(data_name) if data_name is not None else None
+        for name, var in self.placeholders.items():
+            self._check_shape(var, self._row_shape(name))
         self._check_total_size()
         self._step_kwargs = dict(kwargs)
         self._step_kwargs.setdefault("obj_optimizer", default_optimizer())
@@ -217,11 +223,30 @@ class Trainer:
             inf_kwargs["start"] = start
         return _METHODS[method](model=self.model, **inf_kwargs)
 
+    def _find_placeholders(self, data_name: str | None) -> dict[str, SharedVariable]:
+        fields = self.dataloader.fields
+        if fields is not None and data_name is not None:
+            raise ValueError(
+                f"the DataLoader has fields {list(fields)}, so the Trainer fills one pm.Data per "
+                f"field: pass data_name=None instead of data_name={data_name!r}"
+            )
+        if fields is None and data_name is None:
+            raise ValueError(
+                "data_name=None fills one pm.Data per field, but the DataLoader has no fields=; "
+                "pass data_name='<name of the pm.Data placeholder>'"
+            )
+        return {name: self._find_placeholder(name) for name in (fields or [data_name])}
+
+    def _row_shape(self, name: str) -> tuple[int, ...]:
+        shapes = self.dataloader.field_shapes
+        return self.dataloader.sample_shape if shapes is None else shapes[name]
+
     def _find_placeholder(self, name: str) -> SharedVariable:
         data_names = [v.name for v in self.model.data_vars]
         if not isinstance(name, str) or name not in data_names:
+            what = f"data_name={name!r}" if self.dataloader.fields is None else f"field {name!r}"
             raise ValueError(
-                f"data_name={name!r} is not a pm.Data variable of the model; the model's pm.Data "
+                f"{what} is not a pm.Data variable of the model; the model's pm.Data "
                 f"variables are {data_names}. Create the placeholder with "
                 f"pm.Data({name!r}, np.zeros((batch_size, *sample_shape)))"
             )
@@ -230,15 +255,16 @@ class Trainer:
             raise ValueError(f"pm.Data {name!r} is not a shared variable and cannot be refilled")
         return var
 
-    def _check_shape(self) -> None:
-        loader, var = self.dataloader, self.placeholder
+    def _check_shape(self, var: SharedVariable, row_shape: tuple[int, ...]) -> None:
+        loader = self.dataloader
         value_shape = var.get_value(borrow=True).shape
-        expected = (loader.batch_size, *loader.sample_shape)
-        if len(value_shape) != len(expected) or tuple(value_shape[1:]) != loader.sample_shape:
+        expected = (loader.batch_size, *row_shape)
+        if len(value_shape) != len(expected) or tuple(value_shape[1:]) != row_shape:
+            source = "sample_shape" if loader.fields is None else f"field {var.name!r}"
             raise ValueError(
                 f"pm.Data {var.name!r} has shape {value_shape}, but the loader's batches have shape "
-                f"(batch_size, *sample_shape) = {expected}. Create it as "
-                f"pm.Data({var.name!r}, np.zeros({expected})) or change the DataLoader's sample_shape"
+                f"(batch_size, *row shape) = {expected}. Create it as "
+                f"pm.Data({var.name!r}, np.zeros({expected})) or change the DataLoader's {source}"
             )
         static_rows = var.type.shape[0]
         ragged = (
@@ -253,11 +279,12 @@ class Trainer:
             )
 
     def _fed_observed(self) -> list:
-        """Observed variables whose likelihood depends on the placeholder."""
+        """Observed variables whose likelihood depends on a placeholder."""
         fed = []
+        placeholders = set(self.placeholders.values())
         for rv in self.model.observed_RVs:
             value = self.model.rvs_to_values[rv]
-            if self.placeholder in set(ancestors([rv, value])):
+            if placeholders & set(ancestors([rv, value])):
                 fed.append(rv)
         return fed
 
@@ -271,7 +298,7 @@ class Trainer:
                 total = int(size.data) if hasattr(size, "data") and size.data is not None else None
             if total is None:
                 warnings.warn(
-                    f"observed variable {rv.name!r} is fed by pm.Data {self.placeholder.name!r} but has "
+                    f"observed variable {rv.name!r} is fed by pm.Data {', '.join(map(repr, self.placeholders))} but has "
                     f"no total_size, so its likelihood is not scaled to the {n} rows of the data. "
                     f"Pass total_size=len(loader) (= {n}) to {rv.name!r}.",
                     UserWarning,
@@ -296,7 +323,7 @@ class Trainer:
                 and isinstance(node.op, Elemwise)
                 and isinstance(node.op.scalar_op, Cast)
                 and node.inputs[0].dtype.startswith("float")
-                and self.placeholder in set(ancestors([node.inputs[0]]))
+                and set(self.placeholders.values()) & set(ancestors([node.inputs[0]]))
             ):
                 x = node.inputs[0]
                 fn = pytensor_compile([], pt.any(pt.neq(x, pt.round(x))))
@@ -323,7 +350,8 @@ class Trainer:
     def _state_variables(self) -> list:
         """Every shared variable the step updates or reads, but the data placeholder:
         variational parameters, optimizer state and random generators, in graph order."""
-        return [v for v in self.compile().get_shared() if v is not self.placeholder]
+        placeholders = set(self.placeholders.values())
+        return [v for v in self.compile().get_shared() if v not in placeholders]
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write everything needed to continue this fit exactly into one ``.npz`` file.
@@ -401,21 +429,37 @@ class Trainer:
         self._snapshot = None
 
     # ------------------------------------------------------------------ stepping
-    def _set_batch(self, batch: np.ndarray, check_labels: bool = False) -> None:
-        self.placeholder.set_value(batch, borrow=True)
+    def _feeder(self) -> Callable:
+        """A function writing one batch into the placeholder(s), as cheap as possible."""
+        if self.placeholder is not None:
+            return functools.partial(self.placeholder.set_value, borrow=True)
+        setters = [(name, var.set_value) for name, var in self.placeholders.items()]
+
+        def feed(batch: dict) -> None:
+            for name, set_value in setters:
+                set_value(batch[name], borrow=True)
+
+        return feed
+
+    def _set_batch(self, batch, check_labels: bool = False) -> None:
+        self._feeder()(batch)
         if check_labels:
             for name, has_fraction in self._label_checks:
                 if has_fraction():
                     raise ValueError(
                         f"observed variable {name!r} is discrete, but the column of pm.Data "
-                        f"{self.placeholder.name!r} that feeds it holds non-whole numbers; "
+                        f"{', '.join(map(repr, self.placeholders))} that feeds it holds non-whole numbers; "
                         "check the DataLoader's columns and transform (labels must not be standardized)"
                     )
 
     def step(self, batch: np.ndarray) -> float:
         """Take one optimization step on ``batch`` and return its loss (NaN without one)."""
         step_fn = self.compile()
-        self._set_batch(np.asarray(batch, dtype=self.placeholder.dtype), check_labels=True)
+        if self.placeholder is not None:
+            batch = np.asarray(batch, dtype=self.placeholder.dtype)
+        else:
+            batch = {name: np.asarray(batch[name], dtype=var.dtype) for name, var in self.placeholders.items()}
+        self._set_batch(batch, check_labels=True)
         out = step_fn()
         self._steps_done += 1
         return float(out) if self.score else float("nan")
@@ -460,7 +504,11 @@ class Trainer:
         callbacks = list(callbacks or [])
         show = self.progressbar if progressbar is None else progressbar
         losses = np.full(n, np.nan)
-        stream = self.dataloader.iterate(dtype=self.placeholder.dtype, recycle=True)
+        if self.placeholder is not None:
+            dtype = self.placeholder.dtype
+        else:
+            dtype = {name: var.dtype for name, var in self.placeholders.items()}
+        stream = self.dataloader.iterate(dtype=dtype, recycle=True)
         self._done_in_loop = self._fetched = 0
         try:
             with _Progress(show, n, self.dataloader.batch_size, self.score) as bar:
@@ -469,8 +517,9 @@ class Trainer:
             if isinstance(stop, KeyboardInterrupt):
                 logger.info(f"Interrupted at step {self._steps_done:,d}; the fit keeps what it learned")
         finally:
-            # The placeholder must not point into a buffer that the stream will reuse.
-            self.placeholder.set_value(self.placeholder.get_value(borrow=True).copy(), borrow=True)
+            # No placeholder may point into a buffer that the stream will reuse.
+            for var in self.placeholders.values():
+                var.set_value(var.get_value(borrow=True).copy(), borrow=True)
             stream.close()
             self._record(losses[: self._done_in_loop])
             if self._done_in_loop < self._fetched:  # the last batch fetched was never stepped on
@@ -481,7 +530,7 @@ class Trainer:
         """The hot loop: set the batch, step; everything else every few steps."""
         if n == 0:
             return
-        set_value = self.placeholder.set_value
+        feed = self._feeder()
         score = self.score
         approx = self.approx
         base = self._steps_done
@@ -490,7 +539,7 @@ class Trainer:
         self._fetched = 1
         for i in range(n):
             if i:
-                set_value(next(stream), borrow=True)
+                feed(next(stream))
                 self._fetched = i + 1
             out = step_fn()
             if score:

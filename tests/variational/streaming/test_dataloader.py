@@ -295,3 +295,33 @@ def test_bad_arguments_are_named(kwargs, error, match):
 def test_source_must_be_a_dataset():
     with pytest.raises(TypeError, match="wrap in-memory arrays with array_source"):
         DataLoader(np.zeros((10, 2)), batch_size=2)
+
+
+def test_fields_yield_named_arrays(producer):
+    data = rows_with_ids(1000, width=4)
+    data[:, 3] = np.arange(1000) % 2
+    source = array_source(data, columns=["id", "a", "b", "label"], shard_rows=128)
+    loader = DataLoader(source, batch_size=64, fields={"X": ["id", "b"], "y": "label"}, seed=1, **producer)
+    assert loader.field_shapes == {"X": (2,), "y": ()}
+    with loader.iterate(dtype={"X": np.float64, "y": np.int32}) as it:
+        batches = [next(it) for _ in range(16)]
+    for batch in batches:
+        assert set(batch) == {"X", "y"} and batch["y"].dtype == np.int32
+        ids = batch["X"][:, 0].astype(int)
+        np.testing.assert_array_equal(batch["X"], data[ids][:, [0, 2]])
+        np.testing.assert_array_equal(batch["y"], ids % 2)
+    ids = np.concatenate([b["X"][:, 0] for b in batches])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(1000))
+    assert [len(b["y"]) for b in batches] == [64] * 15 + [40]
+
+
+def test_fields_check_their_columns_and_dtypes():
+    data = np.column_stack([np.arange(10.0), np.full(10, 0.5)])
+    source = array_source(data, columns=["x", "label"])
+    with pytest.raises(KeyError, match=r"field 'y' names column 'lbl'.*available columns: \['x', 'label'\]"):
+        DataLoader(source, batch_size=5, fields={"X": ["x"], "y": "lbl"})
+    with pytest.raises(ValueError, match="either sample_shape or fields"):
+        DataLoader(source, batch_size=5, sample_shape=(2,), fields={"y": "label"})
+    loader = DataLoader(source, batch_size=5, fields={"X": ["x"], "y": "label"})
+    with pytest.raises(ValueError, match=r"field 'y': column 'label' holds non-whole numbers .*int32 placeholder"):
+        list(loader.iter_epoch(0, dtype={"X": np.float64, "y": np.int32}))

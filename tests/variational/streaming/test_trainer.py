@@ -266,7 +266,7 @@ def test_placeholder_shape_must_match_the_batches():
     loader = DataLoader(array_source(np.zeros((100, 3))), batch_size=10)
     with pm.Model() as model:
         pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 4))), total_size=100)
-    with pytest.raises(ValueError, match=r"pm.Data 'batch' has shape \(10, 4\), but the loader's batches have shape \(batch_size, \*sample_shape\) = \(10, 3\)"):
+    with pytest.raises(ValueError, match=r"pm.Data 'batch' has shape \(10, 4\), but the loader's batches have shape \(batch_size, \*row shape\) = \(10, 3\)"):
         Trainer(dataloader=loader, model=model)
     with pm.Model() as fixed:
         pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 3)), shape=(10, 3)), total_size=105)
@@ -381,3 +381,29 @@ def test_sigint_stops_cleanly_and_fit_continues(workers):
     # The stream went on where it stopped: no batch was skipped or repeated.
     batches_per_epoch = loader.batches_per_epoch
     assert trainer.state.epoch * batches_per_epoch + trainer.state.batch == stopped_at + 100
+
+
+def test_fields_fill_one_placeholder_each():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, beta = logistic_data(100_000)
+    columns = [f"x{j}" for j in range(5)] + ["label"]
+    loader = DataLoader(
+        array_source(np.column_stack([X, y]), columns=columns),
+        batch_size=2048,
+        fields={"X": columns[:5], "y": "label"},
+        seed=0,
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        X_data = pm.Data("X", np.zeros((2048, 5)))
+        y_data = pm.Data("y", np.zeros(2048, dtype="int32"))
+        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_data, b[1:]), observed=y_data, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, data_name=None, model=model, random_seed=1, progressbar=False)
+    seen = []
+    approx = trainer.fit(3000, callbacks=[lambda a, l, i: seen.append(model["y"].get_value(borrow=True).dtype) if i < 3 else None])
+    assert seen == [np.dtype("int32")] * 2
+    sk = LogisticRegression(C=1e6, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(approx.mean.eval(), np.r_[sk.intercept_, sk.coef_[0]], atol=0.05)
+    with pytest.raises(ValueError, match="pass data_name=None"):
+        Trainer(dataloader=loader, data_name="X", model=model)
