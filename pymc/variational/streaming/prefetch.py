@@ -59,9 +59,9 @@ class _Failure:
 class _InlineProducer:
     """Windows computed on the consumer's thread when it asks for them."""
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool):
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
         self.pool = _buffer_pool(loader, dtype, 1) if recycle else None
-        self.pieces = loader._produce(epoch, batch, dtype, self.pool)
+        self.pieces = loader._produce(epoch, batch, dtype, self.pool, overlap)
 
     def next_piece(self):
         return next(self.pieces)
@@ -81,63 +81,69 @@ def _buffer_pool(loader: DataLoader, dtype: np.dtype, extra: int) -> queue.Queue
     return pool
 
 
+_END = object()
+
+
+def _put(out: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put ``item`` unless stopped first; True when it was put."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
 def _run_thread(pieces: Iterator, out: queue.Queue, stop: threading.Event) -> None:
     try:
         for piece in pieces:
-            while not stop.is_set():
-                try:
-                    out.put(piece, timeout=0.1)
-                    break
-                except queue.Full:
-                    pass
-            if stop.is_set():
+            if not _put(out, piece, stop):
                 return
+        _put(out, _END, stop)
     except BaseException as err:  # handed to the consumer, which re-raises it
-        while not stop.is_set():
-            try:
-                out.put(_Failure(err), timeout=0.1)
-                return
-            except queue.Full:
-                pass
+        _put(out, _Failure(err), stop)
     finally:
-        pieces.close()
+        if hasattr(pieces, "close"):
+            pieces.close()
 
 
-class _ThreadProducer:
-    """Windows computed by a background thread, ``prefetch`` of them queued."""
+class ThreadedIterator:
+    """Run an iterator on a background thread, ``depth`` items ahead of the consumer.
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool):
-        self.pool = _buffer_pool(loader, dtype, prefetch) if recycle else None
-        self.queue: queue.Queue = queue.Queue(maxsize=prefetch)
+    ``on_close`` is called when closing, after the stop flag is set: use it to wake a
+    producer that waits for something other than room in the queue.
+    """
+
+    def __init__(self, items: Iterator, depth: int, name: str, on_close=None):
+        self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self.stop = threading.Event()
-        self.spare = (loader.window_rows, loader.width, dtype)
-        pieces = loader._produce(epoch, batch, dtype, self.pool)
-        self.thread = threading.Thread(
-            target=_run_thread, args=(pieces, self.queue, self.stop), daemon=True, name="pymc-prefetch"
-        )
+        self.on_close = on_close
+        self.thread = threading.Thread(target=_run_thread, args=(items, self.queue, self.stop), daemon=True, name=name)
         self.thread.start()
 
-    def next_piece(self):
+    def __iter__(self):
+        return self
+
+    def __next__(self):
         while True:
             try:
-                piece = self.queue.get(timeout=1.0)
+                item = self.queue.get(timeout=1.0)
                 break
             except queue.Empty:
                 if not self.thread.is_alive():
-                    raise RuntimeError("the prefetch thread stopped without a batch or an error") from None
-        if isinstance(piece, _Failure):
-            raise piece.error
-        return piece
-
-    def release(self, buffer) -> None:
-        if self.pool is not None:
-            self.pool.put(buffer)
+                    if self.queue.empty():
+                        raise RuntimeError(f"{self.thread.name} stopped without an item or an error") from None
+        if isinstance(item, _Failure):
+            raise item.error
+        if item is _END:
+            raise StopIteration
+        return item
 
     def close(self) -> None:
         self.stop.set()
-        if self.pool is not None:  # a producer waiting for a free buffer wakes up
-            rows, width, dtype = self.spare
-            self.pool.put(np.empty((rows, width), dtype))
+        if self.on_close is not None:
+            self.on_close()
         while True:
             try:
                 self.queue.get_nowait()
@@ -145,6 +151,31 @@ class _ThreadProducer:
                 break
         if self.thread is not threading.current_thread():
             self.thread.join(timeout=10)
+
+
+class _ThreadProducer:
+    """Windows computed by a background thread, ``prefetch`` of them queued."""
+
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
+        self.pool = _buffer_pool(loader, dtype, prefetch) if recycle else None
+        spare = (loader.window_rows, loader.width)
+
+        def wake():  # a producer waiting for a free buffer gets a spare one
+            if self.pool is not None:
+                self.pool.put(np.empty(spare, dtype))
+
+        pieces = loader._produce(epoch, batch, dtype, self.pool, overlap)
+        self.pieces = ThreadedIterator(pieces, prefetch, "pymc-prefetch", on_close=wake)
+
+    def next_piece(self):
+        return next(self.pieces)
+
+    def release(self, buffer) -> None:
+        if self.pool is not None:
+            self.pool.put(buffer)
+
+    def close(self) -> None:
+        self.pieces.close()
 
 
 class _SlotPool:
@@ -160,7 +191,7 @@ class _SlotPool:
         self.returned.append(next(k for k, s in enumerate(self.slots) if s is buffer))
 
 
-def _run_process(loader, epoch, batch, dtype, slots, free, ready, parent_ends) -> None:
+def _run_process(loader, epoch, batch, dtype, overlap, slots, free, ready, parent_ends) -> None:
     # Ctrl-C reaches the whole process group; the consumer decides when to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for end in parent_ends:  # inherited by the fork; closed so that EOF can arrive
@@ -169,7 +200,7 @@ def _run_process(loader, epoch, batch, dtype, slots, free, ready, parent_ends) -
     addresses = [s.__array_interface__["data"][0] for s in slots]
     row_bytes = slots[0].strides[0]
     try:
-        for piece_epoch, index, rows, buffer in loader._produce(epoch, batch, dtype, pool):
+        for piece_epoch, index, rows, buffer in loader._produce(epoch, batch, dtype, pool, overlap):
             k = next(k for k, s in enumerate(slots) if s is buffer)
             start = (rows.__array_interface__["data"][0] - addresses[k]) // row_bytes
             ready.send((piece_epoch, index, k, start, start + len(rows)))
@@ -190,7 +221,7 @@ class _ProcessProducer:
     cross the pipes: which slot holds which rows.
     """
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool):
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
         n_slots = max(prefetch, 1) + _HELD_WINDOWS + 1
         slot_bytes = loader.window_rows * loader.width * dtype.itemsize
         self.memory = mmap.mmap(-1, n_slots * slot_bytes)
@@ -207,7 +238,7 @@ class _ProcessProducer:
             self.free.send(k)
         self.process = context.Process(
             target=_run_process,
-            args=(loader, epoch, batch, dtype, self.slots, free_out, ready_in, (self.free, self.ready)),
+            args=(loader, epoch, batch, dtype, overlap, self.slots, free_out, ready_in, (self.free, self.ready)),
             daemon=True,
             name="pymc-prefetch",
         )
@@ -260,9 +291,13 @@ class BatchIterator:
         windows on; the Trainer, which needs each batch for one step, uses this.
     workers : int
         ``1`` produces in a forked process (Linux and macOS), ``0`` in this one.
+    overlap : bool
+        Decode on a second thread of the producer while it shuffles.
     """
 
-    def __init__(self, loader: DataLoader, dtype, prefetch: int, recycle: bool = False, workers: int = 0):
+    def __init__(
+        self, loader: DataLoader, dtype, prefetch: int, recycle: bool = False, workers: int = 0, overlap: bool = True
+    ):
         self._loader = loader
         dtype, self._field_dtypes = loader._field_dtypes(dtype)
         self._fields: dict[str, np.ndarray] = {}
@@ -282,7 +317,7 @@ class BatchIterator:
             kind = _ThreadProducer
         else:
             kind = _InlineProducer
-        self._producer = kind(loader, epoch, batch, dtype, prefetch, recycle)
+        self._producer = kind(loader, epoch, batch, dtype, prefetch, recycle, overlap)
         self._recycle = recycle or workers > 0
         self._closed = False
 
