@@ -100,6 +100,9 @@ class IterableDataset:
     native_dtype: np.dtype | None = None
     #: How transient read errors are retried; the loader resumes a shard where it failed.
     retry: RetryPolicy = RetryPolicy()
+    #: Whether a forked worker process may read the shards (False for sources holding
+    #: connections that a fork cannot share, such as a Dask client).
+    fork_safe: bool = True
 
     def shards(self) -> list[Shard]:
         """Return the natural shards of the source, in storage order."""

@@ -510,7 +510,9 @@ class Trainer:
             dtype = {name: var.dtype for name, var in self.placeholders.items()}
         # Measured: a decoding thread beside the producer slows the fit (three busy threads
         # on two cores), so the Trainer's producer decodes and shuffles in turn.
-        stream = self.dataloader.iterate(dtype=dtype, recycle=True, overlap=False)
+        stream = self.dataloader.iterate(
+            dtype=dtype, recycle=True, overlap=False, workers=self.dataloader._trainer_workers()
+        )
         self._done_in_loop = self._fetched = 0
         try:
             with _Progress(show, n, self.dataloader.batch_size, self.score) as bar:
