@@ -37,12 +37,15 @@ from pymc.variational.streaming.sources import (
     parquet_source,
 )
 from pymc.variational.streaming.trainer import Trainer, TrainerState, default_optimizer
+from pymc.variational.streaming.validation import EarlyStopping, HeldOutScore
 
 __all__ = [
     "ArraySource",
     "BatchIterator",
     "CSVSource",
     "DataLoader",
+    "EarlyStopping",
+    "HeldOutScore",
     "IterableDataset",
     "ParquetSource",
     "RetryPolicy",

@@ -45,6 +45,7 @@ from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inferenc
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.prefetch import BatchIterator
+from pymc.variational.streaming.validation import EarlyStopping, HeldOutScore
 
 __all__ = ["Trainer", "TrainerState", "default_optimizer"]
 
@@ -95,6 +96,10 @@ def _json_default(value):
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
 
 
+def _is_positive_int(x) -> bool:
+    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x > 0
+
+
 def _resolve_model(model: Model | None) -> Model:
     try:
         return modelcontext(model)
@@ -135,6 +140,17 @@ class Trainer:
         Passed to the inference class, e.g. ``{"n_particles": 50}`` for SVGD.
     start : dict, optional
         Starting point of the approximation.
+    val_dataloader : DataLoader, optional
+        Held-out rows. Every ``val_check_interval`` steps their mean log predictive
+        density under ``val_draws`` draws of the approximation is computed, recorded in
+        ``val_history`` and shown in the progress bar.
+    val_check_interval : int, default 1000
+        Steps between validation checks.
+    val_draws : int, default 100
+        Posterior draws per validation check.
+    early_stopping : EarlyStopping, optional
+        Stop when the held-out score or the epoch-averaged loss stops improving. Off by
+        default.
     **kwargs
         Passed to the step, as in :func:`pymc.fit`: ``obj_optimizer`` (default
         :func:`default_optimizer`), ``total_grad_norm_constraint``, ``obj_n_mc``,
@@ -175,6 +191,10 @@ class Trainer:
         *,
         inf_kwargs: dict | None = None,
         start: dict | None = None,
+        val_dataloader: DataLoader | None = None,
+        val_check_interval: int = 1000,
+        val_draws: int = 100,
+        early_stopping: EarlyStopping | None = None,
         **kwargs,
     ):
         if not isinstance(dataloader, DataLoader):
@@ -209,6 +229,31 @@ class Trainer:
         self._label_checks: list[tuple[str, Callable]] | None = None
         self._steps_done = 0
         self._snapshot: tuple[int, list[np.ndarray]] | None = None
+        self._setup_validation(val_dataloader, val_check_interval, val_draws, early_stopping)
+
+    def _setup_validation(self, val_dataloader, interval, draws, early_stopping) -> None:
+        if not _is_positive_int(interval):
+            raise ValueError(f"val_check_interval must be a positive number of steps, got {interval!r}")
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(f"early_stopping must be an EarlyStopping, got {type(early_stopping).__name__}")
+        self.val_check_interval = int(interval)
+        self.early_stopping = early_stopping
+        #: ``(step, held-out mean log predictive density)`` of every validation check.
+        self.val_history: list[tuple[int, float]] = []
+        self._held_out = HeldOutScore(self, val_dataloader, draws) if val_dataloader is not None else None
+        self._event_periods = [self.val_check_interval] if self._held_out is not None else []
+        self._loss_epoch_steps = 0
+        if early_stopping is None:
+            return
+        if early_stopping.monitor == "val_lpd" and self._held_out is None:
+            raise ValueError('EarlyStopping(monitor="val_lpd") needs a val_dataloader')
+        if early_stopping.monitor == "loss":
+            if not self.score:
+                raise ValueError(f'EarlyStopping(monitor="loss"): {type(self.inference).__name__} reports no loss')
+            if self.dataloader.batches_per_epoch is None:
+                raise ValueError('EarlyStopping(monitor="loss") needs a loader that knows its number of rows')
+            self._loss_epoch_steps = self.dataloader.batches_per_epoch
+            self._event_periods.append(self._loss_epoch_steps)
 
     # ------------------------------------------------------------------ set-up
     def _make_inference(self, method, random_seed, inf_kwargs, start) -> Inference:
@@ -538,7 +583,7 @@ class Trainer:
         score = self.score
         approx = self.approx
         base = self._steps_done
-        snapshot_every = _SNAPSHOT_EVERY
+        next_event = 0
         self._set_batch(next(stream), check_labels=True)
         self._fetched = 1
         for i in range(n):
@@ -552,14 +597,35 @@ class Trainer:
                     self._fail_on_nan(base + i, i)
             self._done_in_loop = i + 1
             self._steps_done = base + i + 1
-            if i % snapshot_every == 0:
-                if not score:
-                    self._check_params_finite(base + i, i)
-                self._snapshot = (base + i + 1, [p.get_value() for p in approx.params])
-                bar.update(i + 1, losses, i)
+            if i == next_event:
+                next_event = self._on_event(i, base, losses, bar)
             for callback in callbacks:
                 callback(approx, losses[: i + 1], base + i + 1)
         bar.update(n, losses, n - 1)
+
+    def _on_event(self, i: int, base: int, losses: np.ndarray, bar) -> int:
+        """Everything that is not a step: snapshots, progress, validation, early stopping.
+        Returns the loop index of the next event."""
+        step = base + i + 1
+        if i % _SNAPSHOT_EVERY == 0:
+            if not self.score:
+                self._check_params_finite(step - 1, i)
+            self._snapshot = (step, [p.get_value() for p in self.approx.params])
+            bar.update(i + 1, losses, i)
+        if self._held_out is not None and step % self.val_check_interval == 0:
+            value = self._held_out()
+            self.val_history.append((step, value))
+            bar.show_val(value)
+            if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
+                self.early_stopping.update(value, step)
+        epoch = self._loss_epoch_steps
+        if epoch and step % epoch == 0:
+            recent = np.concatenate([self.inference.hist, losses[: i + 1]])[-epoch:]
+            self.early_stopping.update(float(np.mean(recent)), step)
+        due = [i + _SNAPSHOT_EVERY - i % _SNAPSHOT_EVERY]
+        for period in self._event_periods:
+            due.append(i + period - step % period)
+        return min(due)
 
     def _check_params_finite(self, step: int, i: int) -> None:
         if not all(np.isfinite(p.get_value(borrow=True)).all() for p in self.approx.params):
@@ -598,6 +664,7 @@ class _Progress:
             TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"),
             TextColumn("{task.fields[speed]}"),
+            TextColumn("{task.fields[val]}"),
             console=Console(theme=default_progress_theme),
             disable=not show,
         )
@@ -605,7 +672,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         self.bar.__enter__()
-        self.task = self.bar.add_task("Fitting", total=self.n, loss="", speed="")
+        self.task = self.bar.add_task("Fitting", total=self.n, loss="", speed="", val="")
         self.t0 = time.perf_counter()
         return self
 
@@ -620,6 +687,10 @@ class _Progress:
             if len(window):
                 loss = f"Average Loss = {window.mean():,.5g}"
         self.bar.update(self.task, completed=done, loss=loss, speed=f"{done * self.batch_size / elapsed:,.0f} rows/s")
+
+    def show_val(self, value: float) -> None:
+        if self.show:
+            self.bar.update(self.task, val=f"held-out lpd = {value:,.4g}")
 
     def __exit__(self, *exc) -> None:
         self.bar.__exit__(*exc)

@@ -1,0 +1,146 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Held-out scoring and early stopping for a streaming fit."""
+
+from __future__ import annotations
+
+import math
+
+from collections.abc import Callable
+
+import numpy as np
+import pytensor.tensor as pt
+
+import pymc as pm
+
+from pymc.pytensorf import compile as pytensor_compile
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+
+__all__ = ["EarlyStopping", "HeldOutScore"]
+
+
+class HeldOutScore:
+    """Mean log predictive density of held-out rows under the current approximation.
+
+    For every observed variable fed by the placeholders, each held-out row scores
+    ``log(1/S * sum_s p(y_row | theta_s))`` over ``S`` draws ``theta_s`` from the
+    approximation; the score is the mean over rows, summed over observed variables.
+    Higher is better. The likelihood is not scaled by ``total_size``: it is a per-row
+    figure, comparable across data sizes.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        Supplies the model, the approximation and the placeholders.
+    dataloader : DataLoader
+        Held-out rows, read one full epoch (unshuffled order is fine) per evaluation.
+    draws : int, default 100
+        Posterior draws ``S`` per evaluation.
+    """
+
+    def __init__(self, trainer, dataloader, draws: int = 100):
+        self.trainer = trainer
+        self.dataloader = dataloader
+        self.draws = int(draws)
+        if dataloader.fields != trainer.dataloader.fields or (
+            dataloader.fields is None and dataloader.sample_shape != trainer.dataloader.sample_shape
+        ):
+            raise ValueError(
+                "val_dataloader must yield batches shaped like the training loader's: "
+                f"sample_shape {dataloader.sample_shape} / fields {dataloader.field_shapes} against "
+                f"{trainer.dataloader.sample_shape} / {trainer.dataloader.field_shapes}"
+            )
+        self._fn: Callable | None = None
+
+    def _compile(self) -> Callable:
+        model, approx = self.trainer.model, self.trainer.approx
+        scores = []
+        for rv in self.trainer._fed_observed():
+            base = rv.owner.inputs[0] if isinstance(rv.owner.op, MinibatchRandomVariable) else rv
+            row_logp = pm.logp(base, model.rvs_to_values[rv])
+            draws = approx.sample_node(row_logp, size=self.draws)  # (draws, *rows)
+            lpd = pt.logsumexp(draws, axis=0) - math.log(self.draws)
+            scores.append(pt.mean(lpd))
+        with model:
+            return pytensor_compile([], pt.sum(pt.stack(scores)))
+
+    def __call__(self) -> float:
+        """Score one epoch of the held-out loader; the training batch is put back after."""
+        if self._fn is None:
+            self._fn = self._compile()
+        trainer = self.trainer
+        saved = {name: var.get_value(borrow=True) for name, var in trainer.placeholders.items()}
+        total, rows = 0.0, 0
+        try:
+            dtype = (
+                trainer.placeholder.dtype
+                if trainer.placeholder is not None
+                else {name: var.dtype for name, var in trainer.placeholders.items()}
+            )
+            for batch in self.dataloader.iter_epoch(0, dtype=dtype):
+                n = len(batch if trainer.placeholder is not None else next(iter(batch.values())))
+                trainer._set_batch(batch)
+                total += float(self._fn()) * n
+                rows += n
+        finally:
+            for name, var in trainer.placeholders.items():
+                var.set_value(saved[name], borrow=True)
+        return total / rows
+
+
+class EarlyStopping:
+    """Stop a fit when a monitored figure stops improving.
+
+    Parameters
+    ----------
+    monitor : {"val_lpd", "loss"}, default "val_lpd"
+        ``"val_lpd"``: the held-out score, checked every ``val_check_interval`` steps
+        (higher is better; needs a ``val_dataloader``). ``"loss"``: the loss averaged over
+        each epoch of the training loader (lower is better).
+    tolerance : float, default 1e-3
+        Smallest relative improvement that counts.
+    patience : int, default 3
+        Checks without improvement before stopping.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        trainer = Trainer(
+            dataloader=train, val_dataloader=held_out, val_check_interval=1000,
+            early_stopping=EarlyStopping(monitor="val_lpd", patience=3),
+        )
+    """
+
+    def __init__(self, monitor: str = "val_lpd", tolerance: float = 1e-3, patience: int = 3):
+        if monitor not in ("val_lpd", "loss"):
+            raise ValueError(f'monitor must be "val_lpd" or "loss", got {monitor!r}')
+        if patience < 1:
+            raise ValueError(f"patience must be at least 1, got {patience!r}")
+        self.monitor, self.tolerance, self.patience = monitor, float(tolerance), int(patience)
+        self.best: float | None = None
+        self.bad_checks = 0
+
+    def update(self, value: float, step: int) -> None:
+        """Record one check; raise ``StopIteration`` once patience runs out."""
+        sign = 1.0 if self.monitor == "val_lpd" else -1.0
+        if self.best is None or sign * (value - self.best) > self.tolerance * abs(self.best):
+            self.best, self.bad_checks = value, 0
+            return
+        self.bad_checks += 1
+        if self.bad_checks >= self.patience:
+            raise StopIteration(
+                f"early stopping at step {step:,d}: {self.monitor} has not improved on {self.best:.6g} "
+                f"by more than {self.tolerance:g} (relative) for {self.patience} checks"
+            )
