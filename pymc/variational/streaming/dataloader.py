@@ -250,6 +250,12 @@ class DataLoader:
         return resolved
 
     @property
+    def categories(self) -> dict[str, np.ndarray]:
+        """Levels of the source's categorical columns, in code order (code ``k`` is
+        ``levels[k]``), to size per-group variables before training."""
+        return dict(getattr(self.source, "categories", {}))
+
+    @property
     def field_shapes(self) -> dict[str, tuple[int, ...]] | None:
         """Shape of one row of each field, or None without fields."""
         if self.fields is None:
