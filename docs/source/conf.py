@@ -16,6 +16,8 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
 exclude_patterns = ["_build"]
+# The example is a script shown with literalinclude, not a page of its own.
+source_suffix = {".rst": "restructuredtext"}
 html_theme = "alabaster"
 nitpicky = False
 # Offline builds: no inventories are fetched.
