@@ -464,6 +464,17 @@ def parquet_source(
         source = parquet_source("criteo/", columns=[f"I{i}" for i in range(1, 14)] + ["label"])
         loader = DataLoader(source, batch_size=4096)
         len(loader)  # the number of rows, read from the footers
+
+    Remote stores work through fsspec: object storage, HTTP, or the Hugging Face hub
+    (``pip install huggingface_hub``, which registers ``hf://``):
+
+    .. code-block:: python
+
+        source = parquet_source("s3://my-bucket/criteo/", storage_options={"anon": False})
+        source = parquet_source("hf://datasets/criteo/CriteoClickLogs/day_0/*.parquet")
+        source = parquet_source(
+            "hf://datasets/me/private-clicks/data/", storage_options={"token": "hf_..."}
+        )
     """
     return ParquetSource(path, columns=columns, storage_options=storage_options, retry=retry, categorical=categorical)
 
