@@ -153,7 +153,7 @@ class ThreadedIterator:
             self.thread.join(timeout=10)
 
 
-class _ThreadProducer:
+class _ThreadProducer(_InlineProducer):
     """Windows computed by a background thread, ``prefetch`` of them queued."""
 
     def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
@@ -166,16 +166,6 @@ class _ThreadProducer:
 
         pieces = loader._produce(epoch, batch, dtype, self.pool, overlap)
         self.pieces = ThreadedIterator(pieces, prefetch, "pymc-prefetch", on_close=wake)
-
-    def next_piece(self):
-        return next(self.pieces)
-
-    def release(self, buffer) -> None:
-        if self.pool is not None:
-            self.pool.put(buffer)
-
-    def close(self) -> None:
-        self.pieces.close()
 
 
 class _SlotPool:
