@@ -526,52 +526,48 @@ class DataLoader:
         """``(first row, rows, buffer)`` of each shuffled window from ``start_row`` on.
 
         Windows hold ``window_rows`` rows, a multiple of the batch size, so no batch spans
-        two windows. Rows are decoded into one of two staging arrays and shuffled into an
-        output buffer, taken from ``pool`` when given (reused memory avoids the page faults
-        of fresh multi-MB arrays, which cost more than the copies themselves). With
-        ``overlap`` a second thread decodes the next window while this one shuffles: 1.1x
-        faster alone, but slower beside a compiled step that needs that core.
+        two windows. A window's decoded blocks are copied into one reused staging array
+        and shuffled into an output buffer, taken from ``pool`` when given (reused memory
+        avoids the page faults of fresh multi-MB arrays, which cost more than the copies
+        themselves). With ``overlap`` a second thread decodes the next window's blocks
+        meanwhile: faster alone, but slower beside a compiled step that needs that core.
         """
         W = self.window_rows
         # Blocks come checked and in the dtype they are staged in (see _blocks).
         stage = self._decode_dtype(dtype) if dtype.kind == "f" else dtype
-        free: queue.Queue = queue.Queue()
-        for _ in range(2):
-            free.put(np.empty((W, self.width), stage))
-        staged = self._staged(epoch, start_row, dtype, free)
-        if overlap:
-            staged = ThreadedIterator(
-                staged, depth=1, name="pymc-decode", on_close=lambda: free.put(np.empty((W, self.width), stage))
-            )
+        staging = np.empty((W, self.width), stage)
         scratch = np.empty((W, self.width), stage) if stage != dtype else None
+        parts = self._window_parts(epoch, start_row, dtype)
+        if overlap:
+            parts = ThreadedIterator(parts, depth=1, name="pymc-decode")
         try:
-            for w, skip, rows, staging in staged:
+            for w, skip, blocks in parts:
+                n = sum(len(b) for b in blocks)
+                rows = np.concatenate(blocks, out=staging[:n]) if len(blocks) > 1 else blocks[0]
                 out = self._finish_window(rows, epoch, w, dtype, pool, scratch)
-                free.put(staging)
-                yield w * W + skip, out[skip : len(rows)], out
+                yield w * W + skip, out[skip:n], out
         finally:
-            staged.close()
+            parts.close()
 
-    def _staged(self, epoch: int, start_row: int, dtype: np.dtype, free: queue.Queue):
-        """``(window, rows to skip, rows, staging array)``: the rows of each window, in
-        storage order, copied into a staging array taken from ``free``."""
+    def _window_parts(self, epoch: int, start_row: int, dtype: np.dtype):
+        """``(window, rows to skip, blocks)``: the decoded blocks of each window, in storage
+        order, cut at window boundaries."""
         W = self.window_rows
         w = start_row // W
         skip = start_row - w * W
-        staging = free.get()
+        blocks: list[np.ndarray] = []
         have = 0
         for block in self._blocks(epoch, w * W, dtype):
             while len(block):
                 n = min(W - have, len(block))
-                staging[have : have + n] = block[:n]
+                blocks.append(block[:n])
                 have += n
                 block = block[n:]
                 if have == W:
-                    yield w, skip, staging, staging
-                    staging = free.get()
-                    have, skip, w = 0, 0, w + 1
+                    yield w, skip, blocks
+                    blocks, have, skip, w = [], 0, 0, w + 1
         if have > skip:
-            yield w, skip, staging[:have], staging
+            yield w, skip, blocks
 
     def _finish_window(self, rows, epoch, w, dtype, pool, scratch) -> np.ndarray:
         """Shuffle (or copy) the staged rows into an output buffer of ``dtype``."""
