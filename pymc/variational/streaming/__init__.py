@@ -57,3 +57,18 @@ __all__ = [
     "default_optimizer",
     "parquet_source",
 ]
+
+# Dask is optional: these names import pymc.variational.streaming.dask on first use.
+_DASK_NAMES = ("DaskSource", "dask_source")
+
+
+def __getattr__(name: str):
+    if name in _DASK_NAMES:
+        from pymc.variational.streaming import dask as _dask
+
+        return getattr(_dask, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_DASK_NAMES])

@@ -441,10 +441,15 @@ class DataLoader:
     def _blocks(self, epoch: int, skip: int, dtype: np.dtype) -> Iterator[np.ndarray]:
         """Checked blocks of the epoch's row stream, starting ``skip`` rows in."""
         decode = self._decode_dtype(dtype)
-        for shard in self._shard_order(epoch):
+        order = self._shard_order(epoch)
+        hinted = False
+        for i, shard in enumerate(order):
             if shard.num_rows is not None and skip >= shard.num_rows:
                 skip -= shard.num_rows
                 continue
+            if not hinted:  # the order from the first shard actually read
+                self.source.prefetch_hint(order[i:])
+                hinted = True
             seen = 0
             for block in self._read_shard(shard, decode):
                 n = len(block)

@@ -119,6 +119,14 @@ class IterableDataset:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement read_shard()")
 
+    def prefetch_hint(self, shards: list[Shard]) -> None:
+        """Learn the order in which the loader is about to read ``shards``.
+
+        The loader calls it before each epoch with the epoch's shards in reading order,
+        from the first one it actually reads. A source whose reads are slow to start (a
+        remote computation) can begin the next few early. The default does nothing.
+        """
+
     @property
     def num_rows(self) -> int | None:
         """Total number of rows, or None when a shard does not know its size."""
