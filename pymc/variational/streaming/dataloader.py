@@ -216,10 +216,9 @@ class DataLoader:
             return (self.width,)
         if _is_int(sample_shape):
             sample_shape = (sample_shape,)
-        try:
-            shape = tuple(int(d) for d in sample_shape)
-        except TypeError as err:
-            raise TypeError(f"sample_shape must be a tuple of ints, got {sample_shape!r}") from err
+        if isinstance(sample_shape, str) or not all(_is_int(d) and d >= 0 for d in sample_shape):
+            raise TypeError(f"sample_shape must be a tuple of ints (each >= 0), got {sample_shape!r}")
+        shape = tuple(int(d) for d in sample_shape)
         if math.prod(shape) != self.width:
             after = " after the transform" if self.transform is not None else ""
             raise ValueError(
@@ -295,6 +294,7 @@ class DataLoader:
         recycle: bool = False,
         workers: int | None = None,
         overlap: bool = True,
+        whole: dict[int, str] | None = None,
     ) -> BatchIterator:
         """Endless batches from the current position (see :meth:`state_dict`).
 
@@ -314,11 +314,14 @@ class DataLoader:
             Decode the next window on a second thread while the current one is shuffled.
             Faster when the consumer is light; the Trainer turns it off, since its step
             needs that core.
+        whole : dict, optional
+            ``{column index: what it feeds}`` for columns that must hold whole numbers
+            although the batches are floats (the Trainer's check of discrete likelihoods).
         """
         prefetch = self.prefetch if prefetch is None else prefetch
         if workers is None:
             workers = self.workers or 0
-        return BatchIterator(self, dtype, prefetch, recycle=recycle, workers=workers, overlap=overlap)
+        return BatchIterator(self, dtype, prefetch, recycle=recycle, workers=workers, overlap=overlap, whole=whole)
 
     def _trainer_workers(self) -> int:
         """Workers for a Trainer: the loader's choice, else a process where one can fork."""
@@ -336,6 +339,15 @@ class DataLoader:
         kinds = set(per_field.values())
         window = kinds.pop() if len(kinds) == 1 and next(iter(per_field.values())).kind == "f" else np.dtype(np.float64)
         return window, per_field
+
+    def _whole_columns(self, field_dtypes: dict[str, np.dtype] | None, extra: dict | None = None) -> dict:
+        """Columns that must hold whole numbers, with what each one feeds."""
+        whole = dict(extra or {})
+        for field, dtype in (field_dtypes or {}).items():
+            if dtype.kind in "iub":
+                for j in self.fields[field][0]:
+                    whole[int(j)] = f"field {field!r} (an {dtype} placeholder)"
+        return whole
 
     def _split_fields(self, rows: np.ndarray, dtypes: dict[str, np.dtype], where: str) -> dict[str, np.ndarray]:
         """Contiguous per-field arrays of a window, checked for their dtypes."""
@@ -359,7 +371,8 @@ class DataLoader:
         """Yield the batches of one epoch, on the calling thread, without moving the position."""
         B = self.batch_size
         window_dtype, field_dtypes = self._field_dtypes(dtype)
-        for index, chunk, _ in self._chunks(epoch, 0, window_dtype, overlap=True):
+        whole = self._whole_columns(field_dtypes)
+        for index, chunk, _ in self._chunks(epoch, 0, window_dtype, overlap=True, whole=whole):
             if field_dtypes is not None:
                 parts = self._split_fields(chunk, field_dtypes, f"epoch {epoch}, batch {index}")
                 for a in range(0, len(chunk), B):
@@ -438,7 +451,7 @@ class DataLoader:
             return np.dtype(native)
         return dtype
 
-    def _blocks(self, epoch: int, skip: int, dtype: np.dtype) -> Iterator[np.ndarray]:
+    def _blocks(self, epoch: int, skip: int, dtype: np.dtype, whole: dict | None = None) -> Iterator[np.ndarray]:
         """Checked blocks of the epoch's row stream, starting ``skip`` rows in."""
         decode = self._decode_dtype(dtype)
         order = self._shard_order(epoch)
@@ -461,7 +474,7 @@ class DataLoader:
                     block, skip = block[skip:], 0
                 if self.transform is not None:
                     block = self._apply_transform(block, shard)
-                yield self._check_block(block, shard, seen - len(block), decode if dtype.kind == "f" else dtype)
+                yield self._check_block(block, shard, seen - len(block), decode if dtype.kind == "f" else dtype, whole)
             if shard.num_rows is not None and seen != shard.num_rows:
                 raise ValueError(
                     f"{shard.name}: expected {shard.num_rows} rows but read {seen}; "
@@ -489,7 +502,9 @@ class DataLoader:
                     raise
                 attempt += 1
 
-    def _check_block(self, block: np.ndarray, shard: Shard, first_row: int, dtype: np.dtype) -> np.ndarray:
+    def _check_block(
+        self, block: np.ndarray, shard: Shard, first_row: int, dtype: np.dtype, whole: dict | None = None
+    ) -> np.ndarray:
         if block.ndim != 2 or block.shape[1] != self.width:
             raise ValueError(
                 f"{shard.name} gave a block of shape {block.shape}, expected (rows, {self.width})"
@@ -499,6 +514,15 @@ class DataLoader:
             # no temporary the size of the block. Columns are searched only then.
             if not np.isfinite(np.add.reduce(block, axis=None)):
                 self._raise_non_finite(block, shard, first_row, range(block.shape[1]))
+        for j, feeds in (whole or {}).items():
+            column = block[:, j]
+            fraction = column != np.round(column)
+            if fraction.any():
+                r = int(np.argmax(fraction))
+                raise ValueError(
+                    f"{shard.name}: column {self._column_names()[j]!r} holds non-whole numbers "
+                    f"({float(column[r])!r} at row {first_row + r} of the shard), which cannot go into {feeds}"
+                )
         if dtype.kind in "iub":
             if block.dtype.kind == "f" and not np.array_equal(block, np.round(block)):
                 j = int(np.flatnonzero((block != np.round(block)).any(axis=0))[0])
@@ -526,7 +550,13 @@ class DataLoader:
         # The sum overflowed but every value is finite: nothing to report.
 
     def _windows(
-        self, epoch: int, start_row: int, dtype: np.dtype, pool: queue.Queue | None = None, overlap: bool = False
+        self,
+        epoch: int,
+        start_row: int,
+        dtype: np.dtype,
+        pool: queue.Queue | None = None,
+        overlap: bool = False,
+        whole: dict | None = None,
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(first row, rows, buffer)`` of each shuffled window from ``start_row`` on.
 
@@ -542,7 +572,7 @@ class DataLoader:
         stage = self._decode_dtype(dtype) if dtype.kind == "f" else dtype
         staging = np.empty((W, self.width), stage)
         scratch = np.empty((W, self.width), stage) if stage != dtype else None
-        parts = self._window_parts(epoch, start_row, dtype)
+        parts = self._window_parts(epoch, start_row, dtype, whole)
         if overlap:
             parts = ThreadedIterator(parts, depth=1, name="pymc-decode")
         try:
@@ -554,7 +584,7 @@ class DataLoader:
         finally:
             parts.close()
 
-    def _window_parts(self, epoch: int, start_row: int, dtype: np.dtype):
+    def _window_parts(self, epoch: int, start_row: int, dtype: np.dtype, whole: dict | None = None):
         """``(window, rows to skip, blocks)``: the decoded blocks of each window, in storage
         order, cut at window boundaries."""
         W = self.window_rows
@@ -562,7 +592,7 @@ class DataLoader:
         skip = start_row - w * W
         blocks: list[np.ndarray] = []
         have = 0
-        for block in self._blocks(epoch, w * W, dtype):
+        for block in self._blocks(epoch, w * W, dtype, whole):
             while len(block):
                 n = min(W - have, len(block))
                 blocks.append(block[:n])
@@ -591,11 +621,11 @@ class DataLoader:
         return buffer
 
     def _chunks(
-        self, epoch: int, start_batch: int, dtype: np.dtype, pool=None, overlap: bool = False
+        self, epoch: int, start_batch: int, dtype: np.dtype, pool=None, overlap: bool = False, whole=None
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """``(first batch index, rows, buffer)``: whole batches, but for the epoch's last."""
         B = self.batch_size
-        for first_row, rows, buffer in self._windows(epoch, start_batch * B, dtype, pool, overlap):
+        for first_row, rows, buffer in self._windows(epoch, start_batch * B, dtype, pool, overlap, whole):
             if self.drop_last:
                 rows = rows[: len(rows) - len(rows) % B]
             if len(rows):
@@ -604,12 +634,15 @@ class DataLoader:
                 pool.put(buffer)
 
     def _produce(
-        self, epoch: int, batch: int, dtype: np.dtype, pool=None, overlap: bool = False
+        self, epoch: int, batch: int, dtype: np.dtype, pool=None, overlap: bool = False, whole=None
     ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-        """Endless ``(epoch, first batch index, rows, buffer)`` pieces from a position."""
+        """Endless ``(epoch, first batch index, rows, buffer)`` pieces from a position.
+
+        ``whole`` maps column indices to what they feed: those columns must hold whole
+        numbers, checked per decoded block, where the file is still known."""
         while True:
             produced = False
-            for index, rows, buffer in self._chunks(epoch, batch, dtype, pool, overlap):
+            for index, rows, buffer in self._chunks(epoch, batch, dtype, pool, overlap, whole):
                 produced = True
                 yield epoch, index, rows, buffer
             if not produced and batch == 0:

@@ -59,9 +59,9 @@ class _Failure:
 class _InlineProducer:
     """Windows computed on the consumer's thread when it asks for them."""
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool, whole: dict):
         self.pool = _buffer_pool(loader, dtype, 1) if recycle else None
-        self.pieces = loader._produce(epoch, batch, dtype, self.pool, overlap)
+        self.pieces = loader._produce(epoch, batch, dtype, self.pool, overlap, whole)
 
     def next_piece(self):
         return next(self.pieces)
@@ -156,7 +156,7 @@ class ThreadedIterator:
 class _ThreadProducer(_InlineProducer):
     """Windows computed by a background thread, ``prefetch`` of them queued."""
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool, whole: dict):
         self.pool = _buffer_pool(loader, dtype, prefetch) if recycle else None
         spare = (loader.window_rows, loader.width)
 
@@ -164,7 +164,7 @@ class _ThreadProducer(_InlineProducer):
             if self.pool is not None:
                 self.pool.put(np.empty(spare, dtype))
 
-        pieces = loader._produce(epoch, batch, dtype, self.pool, overlap)
+        pieces = loader._produce(epoch, batch, dtype, self.pool, overlap, whole)
         self.pieces = ThreadedIterator(pieces, prefetch, "pymc-prefetch", on_close=wake)
 
 
@@ -181,7 +181,7 @@ class _SlotPool:
         self.returned.append(next(k for k, s in enumerate(self.slots) if s is buffer))
 
 
-def _run_process(loader, epoch, batch, dtype, overlap, slots, free, ready, parent_ends) -> None:
+def _run_process(loader, epoch, batch, dtype, overlap, whole, slots, free, ready, parent_ends) -> None:
     # Ctrl-C reaches the whole process group; the consumer decides when to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for end in parent_ends:  # inherited by the fork; closed so that EOF can arrive
@@ -190,7 +190,7 @@ def _run_process(loader, epoch, batch, dtype, overlap, slots, free, ready, paren
     addresses = [s.__array_interface__["data"][0] for s in slots]
     row_bytes = slots[0].strides[0]
     try:
-        for piece_epoch, index, rows, buffer in loader._produce(epoch, batch, dtype, pool, overlap):
+        for piece_epoch, index, rows, buffer in loader._produce(epoch, batch, dtype, pool, overlap, whole):
             k = next(k for k, s in enumerate(slots) if s is buffer)
             start = (rows.__array_interface__["data"][0] - addresses[k]) // row_bytes
             ready.send((piece_epoch, index, k, start, start + len(rows)))
@@ -211,7 +211,7 @@ class _ProcessProducer:
     cross the pipes: which slot holds which rows.
     """
 
-    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool):
+    def __init__(self, loader: DataLoader, epoch: int, batch: int, dtype: np.dtype, prefetch: int, recycle: bool, overlap: bool, whole: dict):
         n_slots = max(prefetch, 1) + _HELD_WINDOWS + 1
         slot_bytes = loader.window_rows * loader.width * dtype.itemsize
         self.memory = mmap.mmap(-1, n_slots * slot_bytes)
@@ -228,7 +228,7 @@ class _ProcessProducer:
             self.free.send(k)
         self.process = context.Process(
             target=_run_process,
-            args=(loader, epoch, batch, dtype, overlap, self.slots, free_out, ready_in, (self.free, self.ready)),
+            args=(loader, epoch, batch, dtype, overlap, whole, self.slots, free_out, ready_in, (self.free, self.ready)),
             daemon=True,
             name="pymc-prefetch",
         )
@@ -283,13 +283,23 @@ class BatchIterator:
         ``1`` produces in a forked process (Linux and macOS), ``0`` in this one.
     overlap : bool
         Decode on a second thread of the producer while it shuffles.
+    whole : dict, optional
+        ``{column index: what it feeds}``: columns that must hold whole numbers.
     """
 
     def __init__(
-        self, loader: DataLoader, dtype, prefetch: int, recycle: bool = False, workers: int = 0, overlap: bool = True
+        self,
+        loader: DataLoader,
+        dtype,
+        prefetch: int,
+        recycle: bool = False,
+        workers: int = 0,
+        overlap: bool = True,
+        whole: dict | None = None,
     ):
         self._loader = loader
         dtype, self._field_dtypes = loader._field_dtypes(dtype)
+        whole = loader._whole_columns(self._field_dtypes, whole)
         self._fields: dict[str, np.ndarray] = {}
         epoch, batch = loader.position
         self._last: tuple[int, int] | None = None
@@ -307,7 +317,7 @@ class BatchIterator:
             kind = _ThreadProducer
         else:
             kind = _InlineProducer
-        self._producer = kind(loader, epoch, batch, dtype, prefetch, recycle, overlap)
+        self._producer = kind(loader, epoch, batch, dtype, prefetch, recycle, overlap, whole)
         self._recycle = recycle or workers > 0
         self._closed = False
 

@@ -31,7 +31,10 @@ import pytensor.tensor as pt
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.traversal import ancestors
 from pytensor.scalar import Cast
+from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.subtensor import Subtensor, indices_from_subtensor
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -226,7 +229,7 @@ class Trainer:
             self._step_kwargs.setdefault("obj_n_mc", 500)  # as ASVGD.fit does
         self.score = bool(self.inference.objective.op.returns_loss)
         self._step_fn = None
-        self._label_checks: list[tuple[str, Callable]] | None = None
+        self._plan_label_checks()
         self._steps_done = 0
         self._snapshot: tuple[int, list[np.ndarray]] | None = None
         self._setup_validation(val_dataloader, val_check_interval, val_draws, early_stopping)
@@ -357,23 +360,61 @@ class Trainer:
                     stacklevel=3,
                 )
 
-    def _make_label_checks(self) -> list[tuple[str, Callable]]:
-        """Observed values that cast placeholder columns to integers must get whole numbers."""
-        checks = []
+    def _discrete_casts(self) -> list[tuple[str, SharedVariable, object]]:
+        """``(observed name, placeholder, float input)`` of every observed value that casts
+        placeholder data to integers, as ``observed=batch[:, 13]`` does for a Bernoulli."""
+        casts = []
         for rv in self._fed_observed():
-            value = self.model.rvs_to_values[rv]
-            node = value.owner
-            if (
+            node = self.model.rvs_to_values[rv].owner
+            if not (
                 node is not None
                 and isinstance(node.op, Elemwise)
                 and isinstance(node.op.scalar_op, Cast)
                 and node.inputs[0].dtype.startswith("float")
-                and set(self.placeholders.values()) & set(ancestors([node.inputs[0]]))
             ):
-                x = node.inputs[0]
+                continue
+            x = node.inputs[0]
+            for name, var in self.placeholders.items():
+                if var in set(ancestors([x])):
+                    casts.append((rv.name, var, x))
+        return casts
+
+    def _loader_column(self, placeholder: SharedVariable, local: int) -> int:
+        """The loader column behind column ``local`` of a placeholder's rows."""
+        fields = self.dataloader.fields
+        return local if fields is None else int(fields[placeholder.name][0][local])
+
+    def _traced_columns(self, x, placeholder: SharedVariable) -> list[int] | None:
+        """Loader columns that ``x`` reads, when it is the placeholder or a constant column
+        of it (``batch[:, 13]``); None when the graph is anything else."""
+        if x is placeholder and placeholder.ndim == 1:
+            return [self._loader_column(placeholder, 0)] if self.dataloader.fields is not None else [0]
+        node = x.owner
+        if node is None or not isinstance(node.op, Subtensor) or node.inputs[0] is not placeholder:
+            return None
+        index = indices_from_subtensor(node.inputs[1:], node.op.idx_list)
+        if placeholder.ndim != 2 or len(index) != 2 or index[0] != slice(None):
+            return None
+        try:
+            column = int(get_underlying_scalar_constant_value(index[1]))
+        except NotScalarConstantError:
+            return None
+        width = self.placeholders[placeholder.name].get_value(borrow=True).shape[1]
+        return [self._loader_column(placeholder, column % width)]
+
+    def _plan_label_checks(self) -> None:
+        """Discrete likelihoods fed float columns: the loader checks the columns it can
+        trace, on every block, naming the file; the rest are checked on every batch."""
+        self._whole: dict[int, str] = {}
+        self._label_checks: list[tuple[str, Callable]] = []
+        for name, var, x in self._discrete_casts():
+            columns = self._traced_columns(x, var)
+            if columns is None:
                 fn = pytensor_compile([], pt.any(pt.neq(x, pt.round(x))))
-                checks.append((rv.name, fn))
-        return checks
+                self._label_checks.append((name, fn))
+                continue
+            for column in columns:
+                self._whole[column] = f"observed variable {name!r}, a discrete likelihood fed by pm.Data {var.name!r}"
 
     @property
     def approx(self) -> Approximation:
@@ -388,7 +429,6 @@ class Trainer:
         """Compile the variational step (done once; the optimizer state lives in it)."""
         if self._step_fn is None:
             self._step_fn = self.inference.objective.step_function(score=self.score, **self._step_kwargs)
-            self._label_checks = self._make_label_checks()
         return self._step_fn
 
     # ------------------------------------------------------------------ checkpoints
@@ -489,13 +529,17 @@ class Trainer:
     def _set_batch(self, batch, check_labels: bool = False) -> None:
         self._feeder()(batch)
         if check_labels:
-            for name, has_fraction in self._label_checks:
-                if has_fraction():
-                    raise ValueError(
-                        f"observed variable {name!r} is discrete, but the column of pm.Data "
-                        f"{', '.join(map(repr, self.placeholders))} that feeds it holds non-whole numbers; "
-                        "check the DataLoader's columns and transform (labels must not be standardized)"
-                    )
+            self._check_labels()
+
+    def _check_labels(self) -> None:
+        """Checks of discrete likelihoods whose columns could not be traced to the loader."""
+        for name, has_fraction in self._label_checks:
+            if has_fraction():
+                raise ValueError(
+                    f"observed variable {name!r} is discrete, but the column of pm.Data "
+                    f"{', '.join(map(repr, self.placeholders))} that feeds it holds non-whole numbers; "
+                    "check the DataLoader's columns and transform (labels must not be standardized)"
+                )
 
     def step(self, batch: np.ndarray) -> float:
         """Take one optimization step on ``batch`` and return its loss (NaN without one)."""
@@ -556,7 +600,7 @@ class Trainer:
         # Measured: a decoding thread beside the producer slows the fit (three busy threads
         # on two cores), so the Trainer's producer decodes and shuffles in turn.
         stream = self.dataloader.iterate(
-            dtype=dtype, recycle=True, overlap=False, workers=self.dataloader._trainer_workers()
+            dtype=dtype, recycle=True, overlap=False, workers=self.dataloader._trainer_workers(), whole=self._whole
         )
         self._done_in_loop = self._fetched = 0
         try:
@@ -584,12 +628,15 @@ class Trainer:
         approx = self.approx
         base = self._steps_done
         next_event = 0
+        untraced = bool(self._label_checks)
         self._set_batch(next(stream), check_labels=True)
         self._fetched = 1
         for i in range(n):
             if i:
                 feed(next(stream))
                 self._fetched = i + 1
+                if untraced:
+                    self._check_labels()
             out = step_fn()
             if score:
                 losses[i] = out

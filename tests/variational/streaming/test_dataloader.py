@@ -326,5 +326,7 @@ def test_fields_check_their_columns_and_dtypes():
     with pytest.raises(ValueError, match="either sample_shape or fields"):
         DataLoader(source, batch_size=5, sample_shape=(2,), fields={"y": "label"})
     loader = DataLoader(source, batch_size=5, fields={"X": ["x"], "y": "label"})
-    with pytest.raises(ValueError, match=r"field 'y': column 'label' holds non-whole numbers .*int32 placeholder"):
+    with pytest.raises(
+        ValueError, match=r"array rows 0:10: column 'label' holds non-whole numbers \(0.5 at row 0 .*field 'y' \(an int32 placeholder\)"
+    ):
         list(loader.iter_epoch(0, dtype={"X": np.float64, "y": np.int32}))

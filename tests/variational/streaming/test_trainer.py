@@ -228,8 +228,25 @@ def test_non_whole_labels_into_a_discrete_likelihood_are_refused():
     data = np.column_stack([X, y + 0.25])
     loader = DataLoader(array_source(data), batch_size=100, sample_shape=(6,))
     model = logistic_model(loader, 100)
-    with pytest.raises(ValueError, match="observed variable 'click' is discrete.*non-whole numbers"):
+    # The column is traced through batch[:, 5]: the loader checks every block, naming it.
+    with pytest.raises(ValueError, match=r"array rows 0:1000: column 'x5' holds non-whole numbers \(0.25 .*observed variable 'click'"):
         Trainer(dataloader=loader, model=model, progressbar=False).fit(5)
+
+
+def test_untraceable_discrete_feeds_are_checked_every_batch():
+    X, y, _ = logistic_data(1000)
+    labels = y.copy()
+    labels[537] = 0.5  # batch 5 of an unshuffled epoch
+    loader = DataLoader(array_source(np.column_stack([X, labels])), batch_size=100, sample_shape=(6,), shuffle=False)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        batch = pm.Data("batch", np.zeros((100, 6)))
+        # An expression, not a column: the loader cannot tell which column to check.
+        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(batch[:, :5], b[1:]), observed=batch[:, 5] * 1.0, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    with pytest.raises(ValueError, match="observed variable 'click' is discrete.*non-whole numbers"):
+        trainer.fit(20)
+    assert trainer.state.step == 5
 
 
 def test_trainer_needs_a_model():
