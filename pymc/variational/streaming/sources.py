@@ -177,28 +177,57 @@ def _resolve_files(
             fs = p_fs
         elif type(p_fs) is not type(fs):
             raise ValueError(f"{kind}_source: all paths must be on one filesystem; {p!r} is not")
-        if any(c in root for c in _GLOB_CHARS):
-            found = sorted(fs.glob(root))
-            if not found:
-                raise FileNotFoundError(f"{kind}_source: the pattern {p!r} matches no file")
-            files.extend(f for f in found if not fs.isdir(f))
-        elif fs.isdir(root):
-            found = sorted(
-                f
-                for f in fs.find(root)
-                if not os.path.basename(f).startswith((".", "_"))
-                and (not suffixes or f.lower().endswith(suffixes))
-            )
-            if not found:
-                raise FileNotFoundError(
-                    f"{kind}_source: the directory {p!r} holds no {' or '.join(suffixes)} file"
-                )
-            files.extend(found)
-        elif fs.exists(root):
-            files.append(root)
-        else:
-            raise FileNotFoundError(f"{kind}_source: no such file or directory: {p!r}")
+        try:
+            files.extend(_expand(fs, root, p, suffixes, kind))
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
+            raise _read_error(err, f"{kind}_source path {p!r}") from err
     return fs, files
+
+
+def _expand(fs: fsspec.AbstractFileSystem, root: str, p: str, suffixes: tuple[str, ...], kind: str) -> list[str]:
+    """The files that one path stands for."""
+    files: list[str] = []
+    if any(c in root for c in _GLOB_CHARS):
+        found = sorted(fs.glob(root))
+        if not found:
+            raise FileNotFoundError(f"{kind}_source: the pattern {p!r} matches no file")
+        files.extend(f for f in found if not fs.isdir(f))
+    elif fs.isdir(root):
+        found = sorted(
+            f
+            for f in fs.find(root)
+            if not os.path.basename(f).startswith((".", "_"))
+            and (not suffixes or f.lower().endswith(suffixes))
+        )
+        if not found:
+            raise FileNotFoundError(
+                f"{kind}_source: the directory {p!r} holds no {' or '.join(suffixes)} file"
+            )
+        files.extend(found)
+    elif fs.exists(root):
+        files.append(root)
+    else:
+        raise FileNotFoundError(f"{kind}_source: no such file or directory: {p!r}")
+    return files
+
+
+def _read_error(err: Exception, where: str) -> Exception:
+    """A read failure as the error a user can act on, naming what failed."""
+    if isinstance(err, FileNotFoundError | PermissionError):
+        return type(err)(f"{where}: {err}")
+    status = getattr(err, "status", None)
+    if status in (401, 403):
+        return PermissionError(f"{where}: access refused (HTTP {status}); check the credentials in storage_options")
+    if status == 404:
+        return FileNotFoundError(f"{where}: not found (HTTP 404)")
+    return OSError(f"reading {where} failed: {type(err).__name__}: {err}")
+
+
+def _fork_safe(fs: fsspec.AbstractFileSystem) -> bool:
+    """fsspec's async filesystems (HTTP, S3, GCS, ...) refuse to run in a forked child."""
+    return not getattr(fs, "async_impl", False)
 
 
 def _display(fs: fsspec.AbstractFileSystem, path: str) -> str:
@@ -331,6 +360,7 @@ class ParquetSource(IterableDataset):
         self.fs, self.files = self.retry.call(
             lambda: _resolve_files(path, storage_options, (".parquet", ".parq", ".pq"), "parquet"), str(path)
         )
+        self.fork_safe = _fork_safe(self.fs)
         self._metadata: list[pq.FileMetaData] = []
         schema = None
         file_types: set[pa.DataType] = set()
@@ -338,10 +368,10 @@ class ParquetSource(IterableDataset):
             where = f"parquet file {_display(self.fs, f)!r}"
             try:
                 metadata = self.retry.call(lambda f=f: self._read_footer(f), where)
-            except (FileNotFoundError, PermissionError) as err:
-                raise type(err)(f"{where}: {err}") from err
-            except (pa.ArrowException, OSError) as err:
+            except pa.ArrowException as err:
                 raise ValueError(f"{where} is not a readable parquet file: {err}") from err
+            except Exception as err:
+                raise _read_error(err, where) from err
             file_schema = metadata.schema.to_arrow_schema()
             self._metadata.append(metadata)
             if schema is None:
@@ -407,8 +437,12 @@ class ParquetSource(IterableDataset):
             batches = pf.iter_batches(batch_size=READ_BLOCK_ROWS, row_groups=[rg], columns=self.columns, use_threads=False)
             for rb in batches:
                 yield record_batch_to_array(encode_categories(rb, self._levels, shard.name), dtype)
-        except (pa.ArrowException, OSError) as err:
+        except pa.ArrowException as err:
             raise OSError(f"reading parquet {shard.name} failed: {err}") from err
+        except ValueError:  # our own, already naming the shard (e.g. an unknown level)
+            raise
+        except Exception as err:
+            raise _read_error(err, f"parquet {shard.name}") from err
 
     def fingerprint(self):
         fp = super().fingerprint()
@@ -539,6 +573,7 @@ class CSVSource(IterableDataset):
     ):
         self.retry = _retry_policy(retry)
         self.fs, self.files = self.retry.call(lambda: _resolve_files(path, storage_options, (), "csv"), str(path))
+        self.fork_safe = _fork_safe(self.fs)
         self.delimiter = delimiter
         self.header = bool(header)
         self._categorical: set[str] = set()
@@ -628,9 +663,14 @@ class CSVSource(IterableDataset):
     def read_shard(self, shard, dtype=np.float64):
         path = self.files[shard.key]
         names = None if self._autogenerated else self.column_names
-        with self._open_reader(path, names, self.columns) as reader:
-            for rb in _batches(reader, shard.name, self.column_names):
-                yield record_batch_to_array(encode_categories(rb, self._levels, shard.name), dtype)
+        try:
+            with self._open_reader(path, names, self.columns) as reader:
+                for rb in _batches(reader, shard.name, self.column_names):
+                    yield record_batch_to_array(encode_categories(rb, self._levels, shard.name), dtype)
+        except ValueError:  # already names the file, line and column
+            raise
+        except Exception as err:
+            raise _read_error(err, f"CSV file {shard.name!r}") from err
 
     def fingerprint(self):
         fp = super().fingerprint()

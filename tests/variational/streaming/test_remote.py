@@ -1,0 +1,257 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Remote reads for real: an HTTP server on 127.0.0.1 that injects faults, and memory://."""
+
+import threading
+import time
+import uuid
+
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pymc.variational.streaming import DataLoader, RetryPolicy, csv_source, parquet_source
+from pymc.variational.streaming.retry import is_transient
+
+pytest.importorskip("aiohttp")
+
+
+class FaultyFiles(BaseHTTPRequestHandler):
+    """Serves ``server.files`` with Range support; ``server.faults`` says what goes wrong.
+
+    Faults, per path: ``"503-first"`` answers the first data request 503; ``"cut"`` sends
+    half the body of the first request that reads data (not the footer) and drops the
+    connection; ``"503-always"``, ``403`` and missing files speak for themselves.
+    """
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self.answer(body=False)
+
+    def do_GET(self):
+        self.answer(body=True)
+
+    def answer(self, body: bool):
+        server = self.server
+        path = self.path
+        with server.lock:
+            server.requests[(self.command, path)] += 1
+            count = server.requests[("GET", path)]
+        fault = server.faults.get(path)
+        data = server.files.get(path)
+        if data is None:
+            return self.status_only(404)
+        if fault == "403":
+            return self.status_only(403)
+        start, end = 0, len(data) - 1
+        ranged = "Range" in self.headers
+        if ranged:
+            first, last = self.headers["Range"].split("=")[1].split("-")
+            start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
+        chunk = data[start : end + 1]
+        if body and fault == "503-always":
+            return self.status_only(503)
+        if body and fault == "503-first" and count == 1:
+            return self.status_only(503)
+        reads_data = start < len(data) - 8192  # not the footer at the end of the file
+        if body and fault == "cut" and reads_data and not server.cut_done.get(path):
+            server.cut_done[path] = True
+            self.send_response(206 if ranged else 200)
+            self.send_header("Content-Length", str(len(chunk)))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            self.wfile.write(chunk[: len(chunk) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.send_response(206 if ranged else 200)
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.send_header("Content-Length", str(len(chunk)))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if body:
+            self.wfile.write(chunk)
+
+    def status_only(self, code: int):
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FaultyFiles)
+    httpd.files, httpd.faults, httpd.cut_done = {}, {}, {}
+    httpd.requests = Counter()
+    httpd.lock = threading.Lock()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def parquet_bytes(ids: np.ndarray) -> bytes:
+    """Rows whose first column is a unique id; several row groups of plain floats."""
+    table = pa.table({"id": ids.astype(np.float64), "x": np.sin(ids).astype(np.float64)})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, row_group_size=2500, use_dictionary=False, compression="none")
+    return sink.getvalue().to_pybytes()
+
+
+def serve_parts(server, n_files=3, rows=10_000, faults=()):
+    urls = []
+    for k in range(n_files):
+        path = f"/part-{k}.parquet"
+        server.files[path] = parquet_bytes(np.arange(k * rows, (k + 1) * rows))
+        if k < len(faults) and faults[k]:
+            server.faults[path] = faults[k]
+        urls.append(server.url + path)
+    return urls, n_files * rows
+
+
+FAST_RETRY = RetryPolicy(tries=5, wait=0.01)
+
+
+def assert_every_row_once(batches, n):
+    rows = np.concatenate(batches)
+    ids = rows[:, 0].astype(int)
+    np.testing.assert_array_equal(np.sort(ids), np.arange(n))
+    np.testing.assert_array_equal(rows[:, 1], np.sin(ids.astype(np.float64)))
+
+
+def test_faulty_server_epoch_has_every_row_once(server):
+    urls, n = serve_parts(server, faults=("503-first", "cut", None))
+    loader = DataLoader(parquet_source(urls, retry=FAST_RETRY), batch_size=1000, seed=0)
+    assert len(loader) == n
+    assert_every_row_once(list(loader.iter_epoch(0)), n)
+    # The faults did happen, and were retried: a 503 and a cut-off body.
+    assert server.requests[("GET", "/part-0.parquet")] >= 2
+    assert server.cut_done.get("/part-1.parquet")
+
+
+def test_faulty_server_endless_iteration(server):
+    urls, n = serve_parts(server, faults=("cut", "503-first", "cut"))
+    loader = DataLoader(parquet_source(urls, retry=FAST_RETRY), batch_size=1000, seed=1)
+    with loader.iterate() as it:
+        batches = [next(it) for _ in range(n // 1000)]
+    assert_every_row_once(batches, n)
+
+
+def test_async_filesystems_stay_in_this_process(server):
+    # fsspec's HTTP filesystem refuses to run in a forked child ("not fork-safe"): the
+    # Trainer then produces on a thread, and asking for a worker process is an error.
+    urls, _ = serve_parts(server, n_files=1)
+    source = parquet_source(urls)
+    assert source.fork_safe is False
+    assert DataLoader(source, batch_size=100)._trainer_workers() == 0
+    with pytest.raises(ValueError, match="ParquetSource cannot be read from a forked worker process; use workers=0"):
+        DataLoader(source, batch_size=100, workers=1)
+
+
+def test_missing_url_fails_fast_naming_it(server):
+    urls, _ = serve_parts(server, n_files=1)
+    missing = server.url + "/nope.parquet"
+    t = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+        parquet_source([urls[0], missing], retry=RetryPolicy(tries=5, wait=1.0))
+    assert time.perf_counter() - t < 1.0  # no retry of a 404
+
+
+def test_forbidden_url_fails_fast_naming_it(server):
+    urls, _ = serve_parts(server, n_files=2, faults=(None, "403"))
+    t = time.perf_counter()
+    with pytest.raises(PermissionError, match=r"part-1.parquet.*access refused \(HTTP 403\)"):
+        list(DataLoader(parquet_source(urls, retry=RetryPolicy(tries=5, wait=1.0)), batch_size=100).iter_epoch(0))
+    assert time.perf_counter() - t < 1.0
+
+
+def test_retries_are_bounded(server):
+    urls, _ = serve_parts(server, n_files=1)
+    source = parquet_source(urls, retry=RetryPolicy(tries=3, wait=0.01))  # footers are read now
+    server.faults["/part-0.parquet"] = "503-always"
+    before = server.requests[("GET", "/part-0.parquet")]
+    with pytest.raises(OSError, match="part-0.parquet"):
+        list(DataLoader(source, batch_size=1000).iter_epoch(0))
+    attempts = server.requests[("GET", "/part-0.parquet")] - before
+    assert 3 <= attempts <= 3 * 4  # three tries, each at most a few range requests
+
+
+def test_csv_over_http(server):
+    ids = np.arange(5000)
+    text = "id,x\n" + "".join(f"{i},{float(np.sin(i))!r}\n" for i in ids)
+    server.files["/data.csv"] = text.encode()
+    server.faults["/data.csv"] = "503-first"
+    source = csv_source(server.url + "/data.csv", retry=FAST_RETRY)
+    assert source.num_rows == 5000
+    assert_every_row_once(list(DataLoader(source, batch_size=512, seed=0).iter_epoch(0)), 5000)
+
+
+def test_memory_filesystem_end_to_end():
+    fs = fsspec.filesystem("memory")
+    root = f"/streaming-{uuid.uuid4().hex}"
+    try:
+        for k in range(2):
+            with fs.open(f"{root}/part-{k}.parquet", "wb") as f:
+                f.write(parquet_bytes(np.arange(k * 3000, (k + 1) * 3000)))
+        loader = DataLoader(parquet_source(f"memory://{root}/"), batch_size=700, seed=2)
+        assert len(loader) == 6000
+        assert_every_row_once(list(loader.iter_epoch(0)), 6000)
+    finally:
+        fs.rm(root, recursive=True)
+
+
+class Status(Exception):
+    def __init__(self, status):
+        self.status = status
+
+
+@pytest.mark.parametrize(
+    "error, transient",
+    [
+        (Status(503), True),
+        (Status(429), True),
+        (Status(404), False),
+        (Status(403), False),
+        (ConnectionResetError(), True),
+        (TimeoutError(), True),
+        (FileNotFoundError("x"), False),
+        (PermissionError("x"), False),
+        (ValueError("bad data"), False),
+    ],
+)
+def test_is_transient(error, transient):
+    assert is_transient(error) is transient
+    wrapped = OSError("reading failed")
+    wrapped.__cause__ = error
+    assert is_transient(wrapped) is transient
+
+
+def test_backoff_doubles_up_to_the_cap():
+    policy = RetryPolicy(tries=6, wait=0.5, max_wait=3.0)
+    assert [policy.delay(k) for k in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError, match="tries must be an integer >= 1"):
+        RetryPolicy(tries=0)
