@@ -16,7 +16,6 @@ import argparse
 import json
 import multiprocessing
 import sys
-import threading
 import time
 import warnings
 

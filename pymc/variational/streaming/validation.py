@@ -19,7 +19,6 @@ import math
 
 from collections.abc import Callable
 
-import numpy as np
 import pytensor.tensor as pt
 
 import pymc as pm
