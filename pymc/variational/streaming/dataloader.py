@@ -17,7 +17,8 @@ How rows are ordered in epoch ``e`` (everything below is a pure function of
 ``(seed, e)``, which is what makes batches reproducible and resumable):
 
 1. the shards are permuted with ``default_rng([seed, e])``;
-2. the rows of the shards, in that order, are cut into windows of ``buffer_size`` rows;
+2. the rows of the shards, in that order, are cut into windows of ``window_rows`` rows
+   (``buffer_size`` rounded up to a multiple of ``batch_size``);
 3. window ``w`` is permuted with ``default_rng([seed, e, w])``;
 4. batch ``i`` is rows ``[i * batch_size, (i + 1) * batch_size)`` of the concatenated windows.
 
