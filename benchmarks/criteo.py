@@ -125,7 +125,9 @@ LOADINGS[[0, 9, 10], 2] = [0.8, 0.7, 0.6]
 UNIQUE_SD = np.sqrt(1.0 - (LOADINGS**2).sum(axis=1))
 
 TRUE_INTERCEPT = -3.7
-TRUE_COEFS = np.array([0.35, -0.25, 0.20, 0.0, 0.30, -0.15, 0.10, 0.25, 0.0, -0.20, 0.15, 0.05, -0.10])
+TRUE_COEFS = np.array(
+    [0.35, -0.25, 0.20, 0.0, 0.30, -0.15, 0.10, 0.25, 0.0, -0.20, 0.15, 0.05, -0.10]
+)
 
 
 def simulate_counts(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -180,7 +182,9 @@ def log_count_moments(sizes: Sequence[int], seed: int) -> tuple[np.ndarray, np.n
     return mean, np.sqrt(m2 / n_total)
 
 
-def simulate_row_group(seed: int, group: int, n: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def simulate_row_group(
+    seed: int, group: int, n: int, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
     """Second pass: standardized float32 features of one row group and their labels."""
     x = ((np.log1p(simulate_counts(feature_rng(seed, group), n)) - mean) / std).astype(np.float32)
     # The truth holds for the float32 values as stored.
@@ -209,7 +213,9 @@ def write_dataset(folder: Path, rows: int, seed: int, compression: str) -> dict[
             for group in groups:
                 block = simulate_row_group(seed, group, sizes[group], mean, std)
                 clicks += int(block[:, -1].sum())
-                table = pa.Table.from_arrays([pa.array(block[:, j]) for j in range(len(COLUMNS))], schema=schema)
+                table = pa.Table.from_arrays(
+                    [pa.array(block[:, j]) for j in range(len(COLUMNS))], schema=schema
+                )
                 writer.write_table(table, row_group_size=len(block))
         os.replace(tmp, folder / name)
         files.append({"name": name, "rows": sum(sizes[g] for g in groups)})
@@ -240,7 +246,12 @@ def cached_manifest(folder: Path, rows: int, seed: int, compression: str) -> dic
         manifest = json.loads((folder / "_manifest.json").read_text())
     except (OSError, ValueError):
         return None
-    wanted = {"generator_version": GENERATOR_VERSION, "rows": rows, "seed": seed, "compression": compression}
+    wanted = {
+        "generator_version": GENERATOR_VERSION,
+        "rows": rows,
+        "seed": seed,
+        "compression": compression,
+    }
     if any(manifest.get(k) != v for k, v in wanted.items()):
         return None
     try:
@@ -268,7 +279,9 @@ class DataInfo:
     click_rate: float | None = None
 
 
-def prepare_data(rows: int, seed: int, data: str | None, cache_root: Path, compression: str) -> DataInfo:
+def prepare_data(
+    rows: int, seed: int, data: str | None, cache_root: Path, compression: str
+) -> DataInfo:
     """Use ``data`` if given, else the cached synthetic dataset, generating it if needed."""
     if data is not None:
         from pymc.variational.streaming import parquet_source
@@ -371,7 +384,9 @@ def load_in_memory(path: str) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def advi_summary(approx: Any, timer: LoopTimer, started: float, finished: float, steps: int) -> dict[str, Any]:
+def advi_summary(
+    approx: Any, timer: LoopTimer, started: float, finished: float, steps: int
+) -> dict[str, Any]:
     """Posterior means and timings of an ADVI fit that began and ended at these clock times."""
     mean, std = approx.mean.eval(), approx.std.eval()
     if mean.shape != (14,):
@@ -410,7 +425,11 @@ def fit_streaming(cfg: FitConfig) -> dict[str, Any]:
         logit = b[0] + pm.math.dot(batch[:, :13], b[1:])
         pm.Bernoulli("click", logit_p=logit, observed=batch[:, 13], total_size=len(loader))
         trainer = Trainer(
-            method="advi", dataloader=loader, data_name="batch", random_seed=cfg.seed, progressbar=cfg.progressbar
+            method="advi",
+            dataloader=loader,
+            data_name="batch",
+            random_seed=cfg.seed,
+            progressbar=cfg.progressbar,
         )
     timer = LoopTimer()
     t0 = time.perf_counter()
@@ -498,7 +517,9 @@ FITS: dict[str, Callable[[FitConfig], dict[str, Any]]] = {
 
 def run_isolated(job: Callable[[FitConfig], dict[str, Any]], cfg: FitConfig) -> dict[str, Any]:
     """Run ``job(cfg)`` in a fresh spawned process and return its result."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         return pool.submit(job, cfg).result()
 
 
@@ -556,7 +577,9 @@ def reference_checks(comparison: dict[str, Any]) -> dict[str, bool]:
     for name in ("streaming_vs_sklearn", "minibatch_vs_sklearn"):
         if name in comparison:
             c = comparison[name]
-            checks[f"{name}: correlation >= {MIN_CORRELATION}"] = c["correlation"] >= MIN_CORRELATION
+            checks[f"{name}: correlation >= {MIN_CORRELATION}"] = (
+                c["correlation"] >= MIN_CORRELATION
+            )
             checks[f"{name}: max |diff| <= {MAX_ABS_DIFF}"] = c["max_abs_diff"] <= MAX_ABS_DIFF
     return checks
 
@@ -565,7 +588,9 @@ def reference_checks(comparison: dict[str, Any]) -> dict[str, bool]:
 
 
 def print_fit_table(fits: dict[str, dict[str, Any]], steps: int, rows: int) -> None:
-    print(f"\nFits: N = {rows:,d} rows, {steps:,d} steps of batch {BATCH_SIZE} (ADVI), each fit in its own process")
+    print(
+        f"\nFits: N = {rows:,d} rows, {steps:,d} steps of batch {BATCH_SIZE} (ADVI), each fit in its own process"
+    )
     head = (
         f"{'method':<10} {'steps/s':>8} {'loop s':>7} {'fit wall s':>10} {'to 1st step s':>13} "
         f"{'load s':>7} {'RSS before data MB':>18} {'peak RSS MB':>11}"
@@ -622,7 +647,9 @@ def print_intercepts(comparison: dict[str, Any], rate: float, implied: dict[str,
         f"{'rel. error':>10}"
     )
     for name, c in comparison["intercepts"].items():
-        true_diff = "-" if c["minus_true_intercept"] is None else f"{c['minus_true_intercept']:+.4f}"
+        true_diff = (
+            "-" if c["minus_true_intercept"] is None else f"{c['minus_true_intercept']:+.4f}"
+        )
         p = implied[name]
         print(
             f"{name:<10} {c['intercept']:>10.4f} {c['minus_logit_click_rate']:>+13.4f} {true_diff:>8} "
@@ -648,9 +675,10 @@ def environment() -> dict[str, Any]:
     import subprocess
 
     import pyarrow
-    import pymc
     import pytensor
     import sklearn
+
+    import pymc
 
     try:
         git = subprocess.run(
@@ -686,18 +714,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Streaming ADVI vs pm.Minibatch vs scikit-learn on Criteo-like click data."
     )
-    parser.add_argument("--rows", type=int, default=None, help=f"rows to generate (default {DEFAULT_ROWS:,d})")
-    parser.add_argument("--steps", type=int, default=None, help=f"ADVI steps (default {DEFAULT_STEPS:,d})")
     parser.add_argument(
-        "--data", default=None, help="existing parquet files (path, glob or URL) with columns I1..I13, label"
+        "--rows", type=int, default=None, help=f"rows to generate (default {DEFAULT_ROWS:,d})"
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="JSON results (default benchmarks/results/criteo[-quick].json)"
+        "--steps", type=int, default=None, help=f"ADVI steps (default {DEFAULT_STEPS:,d})"
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the data, the loader and the fits (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="existing parquet files (path, glob or URL) with columns I1..I13, label",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default benchmarks/results/criteo[-quick].json)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the data, the loader and the fits (default {DEFAULT_SEED})",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_ROWS:,d} rows and {QUICK_STEPS:,d} steps, for a fast check"
+        "--quick",
+        action="store_true",
+        help=f"{QUICK_ROWS:,d} rows and {QUICK_STEPS:,d} steps, for a fast check",
     )
     parser.add_argument(
         "--compression",
@@ -707,7 +751,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "in their own folder)",
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="root of the dataset cache (default ~/.cache/pymc-streaming)"
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="root of the dataset cache (default ~/.cache/pymc-streaming)",
     )
     args = parser.parse_args(argv)
     if args.rows is None:
@@ -715,7 +762,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.steps is None:
         args.steps = QUICK_STEPS if args.quick else DEFAULT_STEPS
     if args.out is None:
-        args.out = Path(__file__).resolve().parent / "results" / ("criteo-quick.json" if args.quick else "criteo.json")
+        args.out = (
+            Path(__file__).resolve().parent
+            / "results"
+            / ("criteo-quick.json" if args.quick else "criteo.json")
+        )
     if args.rows <= 0 or args.steps <= 1:
         parser.error("--rows must be positive and --steps at least 2")
     return args
@@ -724,8 +775,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     args = parse_args(argv)
-    data = prepare_data(args.rows, args.seed, args.data, args.cache_dir or default_cache_root(), args.compression)
-    cfg = FitConfig(path=data.path, steps=args.steps, seed=args.seed, progressbar=not args.no_progress)
+    data = prepare_data(
+        args.rows, args.seed, args.data, args.cache_dir or default_cache_root(), args.compression
+    )
+    cfg = FitConfig(
+        path=data.path, steps=args.steps, seed=args.seed, progressbar=not args.no_progress
+    )
 
     fits = {}
     for name, job in FITS.items():

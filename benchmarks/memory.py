@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data  # noqa: E402
+from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
 
 BATCH = 4096
 
@@ -37,18 +37,24 @@ def streaming_fit(path: str, steps: int, workers: int) -> None:
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
     warnings.simplefilter("ignore")
-    loader = DataLoader(parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers)
+    loader = DataLoader(
+        parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers
+    )
     with pm.Model():
         b = pm.Normal("b", 0.0, 1.5, shape=14)
         batch = pm.Data("batch", np.zeros((BATCH, 14)))
         pm.Bernoulli(
-            "click", logit_p=b[0] + pm.math.dot(batch[:, :13], b[1:]), observed=batch[:, 13], total_size=len(loader)
+            "click",
+            logit_p=b[0] + pm.math.dot(batch[:, :13], b[1:]),
+            observed=batch[:, 13],
+            total_size=len(loader),
         )
         Trainer(dataloader=loader, random_seed=1, progressbar=False).fit(steps)
 
 
 def minibatch_fit(path: str, steps: int, workers: int) -> None:
     import pyarrow.parquet as pq
+
     import pymc as pm
 
     from pymc.variational.streaming import default_optimizer
@@ -61,7 +67,9 @@ def minibatch_fit(path: str, steps: int, workers: int) -> None:
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, y, batch_size=BATCH)
         b = pm.Normal("b", 0.0, 1.5, shape=14)
-        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X))
+        pm.Bernoulli(
+            "click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X)
+        )
         pm.fit(steps, obj_optimizer=default_optimizer(), random_seed=1, progressbar=False)
 
 
@@ -77,7 +85,9 @@ def tree_pss_mb(process: psutil.Process) -> float:
 
 def peak_pss(target, path: str, steps: int, workers: int) -> tuple[float, float]:
     """Peak PSS (MB) of a fit's process tree, and its wall time."""
-    process = multiprocessing.get_context("spawn").Process(target=target, args=(path, steps, workers))
+    process = multiprocessing.get_context("spawn").Process(
+        target=target, args=(path, steps, workers)
+    )
     t0 = time.perf_counter()
     process.start()
     watched = psutil.Process(process.pid)
@@ -116,11 +126,15 @@ def plot(result: dict, out: Path) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000, 16_000_000])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--compression", default=DEFAULT_COMPRESSION)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "memory.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "memory.json")
+    )
     args = parser.parse_args(argv)
 
     contenders = {
@@ -134,7 +148,10 @@ def main(argv=None):
         for name, (target, workers) in contenders.items():
             peak, seconds = peak_pss(target, path, args.steps, workers)
             peaks[name][str(rows)] = peak
-            print(f"{rows:>12,d} rows  {name:<20} peak PSS {peak:8.0f} MB  ({seconds:.0f} s)", flush=True)
+            print(
+                f"{rows:>12,d} rows  {name:<20} peak PSS {peak:8.0f} MB  ({seconds:.0f} s)",
+                flush=True,
+            )
     smallest = str(min(args.rows))
     largest = str(max(args.rows))
     growth = {name: runs[largest] / runs[smallest] for name, runs in peaks.items()}

@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data  # noqa: E402
+from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
 
 
 def tree_rss_mb(process: psutil.Process) -> float:
@@ -38,7 +38,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--chunk", type=int, default=5_000)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "soak.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "soak.json")
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -47,12 +49,17 @@ def main(argv=None):
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
     path = prepare_data(args.rows, 2026, None, default_cache_root(), DEFAULT_COMPRESSION).path
-    loader = DataLoader(parquet_source(path), batch_size=4096, sample_shape=(14,), seed=1, workers=args.workers)
+    loader = DataLoader(
+        parquet_source(path), batch_size=4096, sample_shape=(14,), seed=1, workers=args.workers
+    )
     with pm.Model():
         b = pm.Normal("b", 0.0, 1.5, shape=14)
         batch = pm.Data("batch", np.zeros((4096, 14)))
         pm.Bernoulli(
-            "click", logit_p=b[0] + pm.math.dot(batch[:, :13], b[1:]), observed=batch[:, 13], total_size=len(loader)
+            "click",
+            logit_p=b[0] + pm.math.dot(batch[:, :13], b[1:]),
+            observed=batch[:, 13],
+            total_size=len(loader),
         )
         trainer = Trainer(dataloader=loader, random_seed=1, progressbar=False)
     me = psutil.Process()
@@ -71,7 +78,10 @@ def main(argv=None):
             }
         )
         s = samples[-1]
-        print(f"step {s['step']:>8,d}  RSS {s['rss_mb']:7.1f} MB  threads {s['threads']}  children {s['children']}", flush=True)
+        print(
+            f"step {s['step']:>8,d}  RSS {s['rss_mb']:7.1f} MB  threads {s['threads']}  children {s['children']}",
+            flush=True,
+        )
     steps = np.array([s["step"] for s in samples], dtype=float)
     rss = np.array([s["rss_mb"] for s in samples])
     warm = steps >= steps.max() * 0.2  # skip the first fifth: caches and pools fill up

@@ -26,7 +26,9 @@ def write_folder(folder: Path, files: int, rows: int) -> None:
     rng = np.random.default_rng(0)
     table = pa.table({f"c{j}": rng.normal(size=rows).astype(np.float32) for j in range(14)})
     for k in range(files):
-        pq.write_table(table, folder / f"part-{k:05d}.parquet", compression="lz4", use_dictionary=False)
+        pq.write_table(
+            table, folder / f"part-{k:05d}.parquet", compression="lz4", use_dictionary=False
+        )
 
 
 def time_startup(folder: Path, repeats: int = 3) -> float:
@@ -43,7 +45,9 @@ def time_startup(folder: Path, repeats: int = 3) -> float:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "startup.json"))
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "startup.json")
+    )
     args = parser.parse_args(argv)
     cases = [(10, 1_000), (100, 1_000), (1_000, 1_000), (100, 100_000)]
     result = []
@@ -52,9 +56,14 @@ def main(argv=None):
             folder = Path(tmp) / f"{files}x{rows}"
             write_folder(folder, files, rows)
             seconds = time_startup(folder)
-            result.append({"files": files, "rows_per_file": rows, "rows": files * rows, "seconds": seconds})
-            print(f"{files:>6,d} files x {rows:>7,d} rows = {files * rows:>11,d} rows: {seconds * 1e3:8.1f} ms "
-                  f"({seconds / files * 1e3:.2f} ms per file)", flush=True)
+            result.append(
+                {"files": files, "rows_per_file": rows, "rows": files * rows, "seconds": seconds}
+            )
+            print(
+                f"{files:>6,d} files x {rows:>7,d} rows = {files * rows:>11,d} rows: {seconds * 1e3:8.1f} ms "
+                f"({seconds / files * 1e3:.2f} ms per file)",
+                flush=True,
+            )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

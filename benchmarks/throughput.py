@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data  # noqa: E402
+from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
 
 BATCH = 4096
 
@@ -53,8 +53,12 @@ def seed_model(total_size, batch_dtype="float64"):
 def time_trainer(path, steps, workers):
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
-    loader = DataLoader(parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers)
-    trainer = Trainer(dataloader=loader, model=seed_model(len(loader)), random_seed=1, progressbar=False)
+    loader = DataLoader(
+        parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers
+    )
+    trainer = Trainer(
+        dataloader=loader, model=seed_model(len(loader)), random_seed=1, progressbar=False
+    )
     trainer.fit(200)  # compile and warm up
 
     def run():
@@ -73,7 +77,9 @@ def time_minibatch(X, y, steps):
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, y, batch_size=BATCH)
         b = pm.Normal("b", 0.0, 1.5, shape=14)
-        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X))
+        pm.Bernoulli(
+            "click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X)
+        )
         inference = pm.ADVI(random_seed=1)
     inference.fit(200, obj_optimizer=default_optimizer(), progressbar=False)
     step = inference.state.step
@@ -109,8 +115,9 @@ def time_ceiling(X, y, steps):
 
 def loader_vs_scan(path):
     """Rows/s of a raw parquet scan, and of one shuffled epoch of the DataLoader's batches."""
+    from pymc.variational.streaming.arrow import record_batch_to_array
+
     from pymc.variational.streaming import DataLoader, parquet_source
-    from pymc.variational.streaming.sources import record_batch_to_array
 
     files = parquet_source(path).files
     t = time.perf_counter()
@@ -121,7 +128,9 @@ def loader_vs_scan(path):
     scan = rows / (time.perf_counter() - t)
     epochs = {}
     for name, kwargs in {"thread": {"workers": 0}, "process": {"workers": 1}}.items():
-        loader = DataLoader(parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, **kwargs)
+        loader = DataLoader(
+            parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, **kwargs
+        )
         n_batches = loader.batches_per_epoch
         t = time.perf_counter()
         with loader.iterate(recycle=True) as it:
@@ -131,13 +140,21 @@ def loader_vs_scan(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--data", default=None, help="existing parquet files instead of generated ones")
-    parser.add_argument("--compression", default=DEFAULT_COMPRESSION, help="codec of the generated files")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "throughput.json"))
+    parser.add_argument(
+        "--data", default=None, help="existing parquet files instead of generated ones"
+    )
+    parser.add_argument(
+        "--compression", default=DEFAULT_COMPRESSION, help="codec of the generated files"
+    )
+    parser.add_argument(
+        "--out", default=str(Path(__file__).resolve().parent / "results" / "throughput.json")
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -157,7 +174,10 @@ def main(argv=None):
     for r in range(args.rounds):
         for name, run in runners.items():
             rates[name].append(run())
-        print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items()), flush=True)
+        print(
+            f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items()),
+            flush=True,
+        )
     median = {name: statistics.median(v) for name, v in rates.items()}
     scan, epochs = loader_vs_scan(path)
     epoch = max(epochs.values())
@@ -176,7 +196,9 @@ def main(argv=None):
     for name in runners:
         print(f"{name:<18}{median[name]:>10,.0f}{result['ratio_to_minibatch'][name]:>13.2f}")
     for name, rate in epochs.items():
-        print(f"loader alone ({name}) {rate / 1e6:.1f} M rows/s, raw parquet scan {scan / 1e6:.1f} M rows/s: {rate / scan:.2f}x")
+        print(
+            f"loader alone ({name}) {rate / 1e6:.1f} M rows/s, raw parquet scan {scan / 1e6:.1f} M rows/s: {rate / scan:.2f}x"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")

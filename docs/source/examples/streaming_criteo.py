@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 import pymc as pm
 
 from pymc.variational.streaming import DataLoader, Trainer, default_optimizer, parquet_source
@@ -41,7 +42,9 @@ def write_click_log(folder: Path, rows: int, seed: int = 0) -> np.ndarray:
     table = pa.table(columns)
     for k, part in enumerate(np.array_split(np.arange(rows), 4)):
         # Plain-encoded, lz4-compressed floats decode fastest (see parquet_source's notes).
-        pq.write_table(table.take(part), folder / f"part-{k}.parquet", compression="lz4", use_dictionary=False)
+        pq.write_table(
+            table.take(part), folder / f"part-{k}.parquet", compression="lz4", use_dictionary=False
+        )
     return beta
 
 
@@ -54,7 +57,9 @@ def click_model(total_size: int, batch_size: int) -> pm.Model:
     return model
 
 
-def logistic_regression(folder: Path, rows: int, steps: int, batch_size: int) -> dict[str, np.ndarray]:
+def logistic_regression(
+    folder: Path, rows: int, steps: int, batch_size: int
+) -> dict[str, np.ndarray]:
     """Posterior means by streaming and by pm.Minibatch, and scikit-learn's estimate."""
     from sklearn.linear_model import LogisticRegression
 
@@ -69,7 +74,9 @@ def logistic_regression(folder: Path, rows: int, steps: int, batch_size: int) ->
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, y, batch_size=batch_size)
         b = pm.Normal("b", 0.0, 1.5, shape=14)
-        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X))
+        pm.Bernoulli(
+            "click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X)
+        )
         in_ram = pm.fit(steps, obj_optimizer=default_optimizer(), random_seed=1, progressbar=False)
     sk = LogisticRegression(C=1e6, max_iter=1000).fit(X, y)
     return {
@@ -79,22 +86,32 @@ def logistic_regression(folder: Path, rows: int, steps: int, batch_size: int) ->
     }
 
 
-def write_grouped(folder: Path, rows: int, groups: int = 8, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def write_grouped(
+    folder: Path, rows: int, groups: int = 8, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     a, b = rng.normal(1.0, 0.8, groups), rng.normal(-0.5, 0.4, groups)
     g = rng.integers(0, groups, rows)
     x = rng.normal(size=rows)
     y = a[g] + b[g] * x + rng.normal(0, 0.5, rows)
     names = np.array([f"county_{k}" for k in range(groups)], dtype=object)[g]
-    pq.write_table(pa.table({"county": names, "x": x, "y": y}), folder / "grouped.parquet", row_group_size=10_000)
+    pq.write_table(
+        pa.table({"county": names, "x": x, "y": y}),
+        folder / "grouped.parquet",
+        row_group_size=10_000,
+    )
     return a, b
 
 
-def hierarchical(folder: Path, rows: int, steps: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def hierarchical(
+    folder: Path, rows: int, steps: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Random intercepts and slopes per county, the county codes streamed with the rows."""
     a_true, b_true = write_grouped(folder, rows)
     source = parquet_source(folder / "grouped.parquet", categorical=["county"])
-    loader = DataLoader(source, batch_size=batch_size, fields={"g": "county", "x": "x", "y": "y"}, seed=0)
+    loader = DataLoader(
+        source, batch_size=batch_size, fields={"g": "county", "x": "x", "y": "y"}, seed=0
+    )
     levels = loader.categories["county"]  # known before training: size the group variables
     with pm.Model() as model:
         mu_a, mu_b = pm.Normal("mu_a", 0, 2), pm.Normal("mu_b", 0, 2)
@@ -103,8 +120,12 @@ def hierarchical(folder: Path, rows: int, steps: int, batch_size: int) -> tuple[
         g = pm.Data("g", np.zeros(batch_size, dtype="int32"))
         x = pm.Data("x", np.zeros(batch_size))
         y = pm.Data("y", np.zeros(batch_size))
-        pm.Normal("obs", a[g] + b[g] * x, pm.HalfNormal("sigma", 1), observed=y, total_size=len(loader))
-    approx = Trainer(dataloader=loader, data_name=None, model=model, random_seed=2, progressbar=False).fit(steps)
+        pm.Normal(
+            "obs", a[g] + b[g] * x, pm.HalfNormal("sigma", 1), observed=y, total_size=len(loader)
+        )
+    approx = Trainer(
+        dataloader=loader, data_name=None, model=model, random_seed=2, progressbar=False
+    ).fit(steps)
     post = approx.sample(500, random_seed=1).posterior
     a_hat = post["a"].values.reshape(-1, len(levels)).mean(0)
     b_hat = post["b"].values.reshape(-1, len(levels)).mean(0)
@@ -126,8 +147,10 @@ def main(rows: int = 400_000, steps: int = 8000, batch_size: int = 4096) -> dict
             name = "intercept" if j == 0 else f"I{j}"
             print(f"{name:<12}{beta[j]:>8.3f}" + "".join(f"{v[j]:>14.3f}" for v in means.values()))
         corr = np.corrcoef(means["streaming"], means["scikit-learn"])[0, 1]
-        print(f"\nstreaming vs scikit-learn: correlation {corr:.4f}, "
-              f"max |diff| {np.abs(means['streaming'] - means['scikit-learn']).max():.3f}\n")
+        print(
+            f"\nstreaming vs scikit-learn: correlation {corr:.4f}, "
+            f"max |diff| {np.abs(means['streaming'] - means['scikit-learn']).max():.3f}\n"
+        )
         truth, estimate = hierarchical(folder, rows // 4, steps, 2000)
     return {"means": means, "truth": beta, "groups_truth": truth, "groups_estimate": estimate}
 

@@ -23,19 +23,13 @@ Use it when the data does not fit in RAM, or when it fits but you would rather n
 it there; for small data ``pm.Minibatch`` is just as good.
 """
 
+from pymc.variational.streaming.arrays import ArraySource, array_source
+from pymc.variational.streaming.csv import CSVSource, csv_source
 from pymc.variational.streaming.dataloader import DataLoader
+from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.parquet import ParquetSource, parquet_source
 from pymc.variational.streaming.prefetch import BatchIterator
 from pymc.variational.streaming.retry import RetryPolicy
-from pymc.variational.streaming.sources import (
-    ArraySource,
-    CSVSource,
-    IterableDataset,
-    ParquetSource,
-    Shard,
-    array_source,
-    csv_source,
-    parquet_source,
-)
 from pymc.variational.streaming.trainer import Trainer, TrainerState, default_optimizer
 from pymc.variational.streaming.validation import EarlyStopping, HeldOutScore
 

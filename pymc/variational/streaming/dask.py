@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pymc.variational.streaming.sources import (
+from pymc.variational.streaming.datasets import (
     READ_BLOCK_ROWS,
     IterableDataset,
     Shard,
-    _is_count,
-    _select_columns,
+    is_count,
+    select_columns,
 )
 
 if TYPE_CHECKING:
@@ -118,14 +118,16 @@ class DaskSource(IterableDataset):
                 if isinstance(ddf, dask_dataframe.Series)
                 else " (for in-memory data use array_source)"
             )
-            raise TypeError(f"dask_source expects a dask.dataframe.DataFrame, got {type(ddf).__name__}{hint}")
-        if not _is_count(lookahead):
+            raise TypeError(
+                f"dask_source expects a dask.dataframe.DataFrame, got {type(ddf).__name__}{hint}"
+            )
+        if not is_count(lookahead):
             raise ValueError(f"lookahead must be a non-negative integer, got {lookahead!r}")
         labels = list(ddf.columns)
         names = [str(label) for label in labels]
         if len(set(names)) != len(names):
             raise ValueError(f"{_WHERE} has repeated column names: {names}")
-        self.columns = _select_columns(names, columns, _WHERE)
+        self.columns = select_columns(names, columns, _WHERE)
         if not self.columns:
             raise ValueError("dask_source needs at least one column")
         self._labels = [labels[names.index(c)] for c in self.columns]
@@ -150,7 +152,11 @@ class DaskSource(IterableDataset):
         ]
         self._lock = threading.Lock()
         self._upcoming: list[int] = []  # partitions hinted and not yet read, in order
-        self._futures: dict[int, Any] = {}  # partition -> distributed.Future
+        #: Partitions being computed ahead on the cluster: ``{partition index: Future}``.
+        self.futures: dict[int, Any] = {}
+        #: How the partitions read so far were obtained: from a future computed ahead, or
+        #: computed when read.
+        self.reads = {"ahead": 0, "on_read": 0}
 
     def shards(self) -> list[Shard]:
         return self._shards
@@ -169,21 +175,21 @@ class DaskSource(IterableDataset):
     def _top_up(self, count: int) -> None:
         """Hold futures for exactly the next ``count`` hinted partitions (lock held)."""
         wanted = self._upcoming[:count]
-        for key in [k for k in self._futures if k not in wanted]:
-            self._futures.pop(key).release()
+        for key in [k for k in self.futures if k not in wanted]:
+            self.futures.pop(key).release()
         client = _current_client() if wanted else None
         if client is None:
             return
         for key in wanted:
-            if key not in self._futures:
-                self._futures[key] = client.compute(self._parts[key])
+            if key not in self.futures:
+                self.futures[key] = client.compute(self._parts[key])
 
     def read_shard(self, shard: Shard, dtype: np.dtype | type = np.float64) -> Iterator[np.ndarray]:
         """Yield the rows of one partition; integer and boolean dtypes come as float64,
         which the loader checks and casts."""
         key = shard.key
         with self._lock:
-            future = self._futures.pop(key, None)
+            future = self.futures.pop(key, None)
             if key in self._upcoming:
                 del self._upcoming[: self._upcoming.index(key) + 1]
                 self._top_up(self.lookahead)
@@ -197,9 +203,12 @@ class DaskSource(IterableDataset):
         """The partition as a pandas DataFrame, from its future when it has a live one."""
         if future is not None and future.client.status == "running":
             try:
-                return future.result()
+                frame = future.result()
+                self.reads["ahead"] += 1
+                return frame
             except CancelledError:  # e.g. the client restarted: compute it again
                 pass
+        self.reads["on_read"] += 1
         # The default scheduler: the current distributed Client when there is one.
         return self._parts[key].compute()
 
@@ -215,7 +224,9 @@ class DaskSource(IterableDataset):
             yield from self.read_shard(shard)
 
 
-def dask_source(ddf: dd.DataFrame, columns: Sequence[str] | None = None, lookahead: int = 2) -> DaskSource:
+def dask_source(
+    ddf: dd.DataFrame, columns: Sequence[str] | None = None, lookahead: int = 2
+) -> DaskSource:
     """Stream rows from a Dask DataFrame, one partition at a time.
 
     Each partition is a shard: the loader shuffles their order every epoch, and each is

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["RetryPolicy", "is_transient"]
+from pymc.variational.streaming.files import http_status, redact
+
+__all__ = ["RetryPolicy", "as_retry_policy", "is_transient"]
 
 logger = logging.getLogger("pymc")
 
@@ -59,9 +61,11 @@ def is_transient(error: BaseException) -> bool:
     causes is inspected, since pyarrow and fsspec wrap the original error.
     """
     for e in _chain(error):
-        if isinstance(e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError):
+        if isinstance(
+            e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+        ):
             return False
-        status = getattr(e, "status", None) or getattr(e, "status_code", None)
+        status = http_status(e)
         if isinstance(status, int):
             return status >= 500 or status in (408, 429)
         if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
@@ -104,7 +108,12 @@ class RetryPolicy:
         if attempt >= self.tries or not is_transient(error):
             return False
         delay = self.delay(attempt)
-        logger.warning(f"Reading {what} failed ({type(error).__name__}: {error}); retry {attempt} of {self.tries - 1} in {delay:.2g}s")
+        logger.warning(
+            redact(
+                f"Reading {what} failed ({type(error).__name__}: {error}); "
+                f"retry {attempt} of {self.tries - 1} in {delay:.2g}s"
+            )
+        )
         time.sleep(delay)
         return True
 
@@ -118,3 +127,14 @@ class RetryPolicy:
                 if not self.should_retry(err, attempt, what):
                     raise
                 attempt += 1
+
+
+def as_retry_policy(retry: RetryPolicy | int | None) -> RetryPolicy:
+    """A :class:`RetryPolicy` from what a source's ``retry=`` argument accepts."""
+    if retry is None:
+        return RetryPolicy()
+    if isinstance(retry, RetryPolicy):
+        return retry
+    if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 1:
+        return RetryPolicy(tries=int(retry))
+    raise TypeError(f"retry must be a RetryPolicy or a number of tries >= 1, got {retry!r}")

@@ -21,10 +21,12 @@ from collections.abc import Callable
 
 import pytensor.tensor as pt
 
+from pymc.pytensorf import compile as pytensor_compile
+
 import pymc as pm
 
-from pymc.pytensorf import compile as pytensor_compile
-from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pymc.variational.streaming.dataloader import DataLoader
+from pymc.variational.streaming.feeds import Feed, likelihood_of
 
 __all__ = ["EarlyStopping", "HeldOutScore"]
 
@@ -40,34 +42,34 @@ class HeldOutScore:
 
     Parameters
     ----------
-    trainer : Trainer
-        Supplies the model, the approximation and the placeholders.
+    approx : Approximation
+        The approximation being fitted.
+    feed : Feed
+        The placeholders that the training loader fills.
     dataloader : DataLoader
-        Held-out rows, read one full epoch (unshuffled order is fine) per evaluation.
+        Held-out rows, read one full epoch per evaluation (storage order is fine).
     draws : int, default 100
         Posterior draws ``S`` per evaluation.
     """
 
-    def __init__(self, trainer, dataloader, draws: int = 100):
-        self.trainer = trainer
-        self.dataloader = dataloader
-        self.draws = int(draws)
-        if dataloader.fields != trainer.dataloader.fields or (
-            dataloader.fields is None and dataloader.sample_shape != trainer.dataloader.sample_shape
+    def __init__(self, approx, feed: Feed, dataloader: DataLoader, draws: int = 100):
+        train = feed.loader
+        if dataloader.fields != train.fields or (
+            dataloader.fields is None and dataloader.sample_shape != train.sample_shape
         ):
             raise ValueError(
                 "val_dataloader must yield batches shaped like the training loader's: "
                 f"sample_shape {dataloader.sample_shape} / fields {dataloader.field_shapes} against "
-                f"{trainer.dataloader.sample_shape} / {trainer.dataloader.field_shapes}"
+                f"{train.sample_shape} / {train.field_shapes}"
             )
+        self.approx, self.feed, self.dataloader, self.draws = approx, feed, dataloader, int(draws)
         self._fn: Callable | None = None
 
     def _compile(self) -> Callable:
-        model, approx = self.trainer.model, self.trainer.approx
+        model, approx = self.feed.model, self.approx
         scores = []
-        for rv in self.trainer._fed_observed():
-            base = rv.owner.inputs[0] if isinstance(rv.owner.op, MinibatchRandomVariable) else rv
-            row_logp = pm.logp(base, model.rvs_to_values[rv])
+        for rv in self.feed.fed_observed():
+            row_logp = pm.logp(likelihood_of(rv), model.rvs_to_values[rv])
             draws = approx.sample_node(row_logp, size=self.draws)  # (draws, *rows)
             lpd = pt.logsumexp(draws, axis=0) - math.log(self.draws)
             scores.append(pt.mean(lpd))
@@ -78,23 +80,17 @@ class HeldOutScore:
         """Score one epoch of the held-out loader; the training batch is put back after."""
         if self._fn is None:
             self._fn = self._compile()
-        trainer = self.trainer
-        saved = {name: var.get_value(borrow=True) for name, var in trainer.placeholders.items()}
+        saved = self.feed.values()
+        set_batch = self.feed.setter()
         total, rows = 0.0, 0
         try:
-            dtype = (
-                trainer.placeholder.dtype
-                if trainer.placeholder is not None
-                else {name: var.dtype for name, var in trainer.placeholders.items()}
-            )
-            for batch in self.dataloader.iter_epoch(0, dtype=dtype):
-                n = len(batch if trainer.placeholder is not None else next(iter(batch.values())))
-                trainer._set_batch(batch)
+            for batch in self.dataloader.iter_epoch(0, dtype=self.feed.dtype):
+                n = len(batch if self.feed.single is not None else next(iter(batch.values())))
+                set_batch(batch)
                 total += float(self._fn()) * n
                 rows += n
         finally:
-            for name, var in trainer.placeholders.items():
-                var.set_value(saved[name], borrow=True)
+            self.feed.restore(saved)
         return total / rows
 
 
@@ -130,6 +126,18 @@ class EarlyStopping:
         self.monitor, self.tolerance, self.patience = monitor, float(tolerance), int(patience)
         self.best: float | None = None
         self.bad_checks = 0
+
+    def state_dict(self) -> dict:
+        """The best value so far and the checks since, for a checkpoint."""
+        return {"monitor": self.monitor, "best": self.best, "bad_checks": self.bad_checks}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        if state["monitor"] != self.monitor:
+            raise ValueError(
+                f"this early-stopping state monitors {state['monitor']!r}, not {self.monitor!r}"
+            )
+        self.best, self.bad_checks = state["best"], int(state["bad_checks"])
 
     def update(self, value: float, step: int) -> None:
         """Record one check; raise ``StopIteration`` once patience runs out."""

@@ -14,8 +14,9 @@
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pymc as pm
 import pytest
+
+import pymc as pm
 
 from pymc.variational.streaming import DataLoader, Trainer, csv_source, parquet_source
 
@@ -40,7 +41,9 @@ def grouped_parquet(tmp_path):
     # Each file holds only some counties, in its own order: codes must not depend on it.
     order = np.argsort(county, kind="stable")[::-1]
     for k, part in enumerate(np.array_split(order, 3)):
-        table = pa.table({"id": part.astype(float), "county": county[part], "x": x[part], "y": y[part]})
+        table = pa.table(
+            {"id": part.astype(float), "county": county[part], "x": x[part], "y": y[part]}
+        )
         pq.write_table(table, tmp_path / f"part-{k}.parquet", row_group_size=5000)
     return tmp_path, county, x, y, a, b
 
@@ -63,9 +66,14 @@ def test_given_levels_and_unknown_levels(grouped_parquet):
     levels = GROUPS[::-1]
     source = parquet_source(path, categorical={"county": levels})
     rows = np.concatenate(list(DataLoader(source, batch_size=1000, shuffle=False).iter_epoch(0)))
-    np.testing.assert_array_equal(np.array(levels, dtype=object)[rows[:, 1].astype(int)], county[rows[:, 0].astype(int)])
+    np.testing.assert_array_equal(
+        np.array(levels, dtype=object)[rows[:, 1].astype(int)], county[rows[:, 0].astype(int)]
+    )
     partial = parquet_source(path, categorical={"county": GROUPS[:5]})
-    with pytest.raises(ValueError, match=r"categorical column 'county' holds the level 'county_\d\d', which is not among its 5 known levels"):
+    with pytest.raises(
+        ValueError,
+        match=r"categorical column 'county' holds the level 'county_\d\d', which is not among its 5 known levels",
+    ):
         list(DataLoader(partial, batch_size=1000).iter_epoch(0))
     with pytest.raises(KeyError, match="categorical column 'state' is not among the columns"):
         parquet_source(path, categorical=["state"])
@@ -95,7 +103,9 @@ def test_hierarchical_model_recovers_group_parameters(grouped_parquet):
         y_data = pm.Data("y", np.zeros(2000))
         sigma = pm.HalfNormal("sigma", 1)
         pm.Normal("obs", a_g[g] + b_g[g] * x_data, sigma, observed=y_data, total_size=len(loader))
-    approx = Trainer(dataloader=loader, data_name=None, model=model, random_seed=2, progressbar=False).fit(6000)
+    approx = Trainer(
+        dataloader=loader, data_name=None, model=model, random_seed=2, progressbar=False
+    ).fit(6000)
     post = approx.sample(500, random_seed=1).posterior
     a_hat = post["a"].values.reshape(-1, len(levels)).mean(0)
     b_hat = post["b"].values.reshape(-1, len(levels)).mean(0)

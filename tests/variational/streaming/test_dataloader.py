@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pymc.variational.streaming import DataLoader, IterableDataset, Shard, array_source, parquet_source
+from pymc.variational.streaming import (
+    DataLoader,
+    IterableDataset,
+    Shard,
+    array_source,
+    parquet_source,
+)
 
 
 def rows_with_ids(n, width=3, seed=0):
@@ -47,7 +53,11 @@ def epoch_ids(loader, epoch=0):
 def test_every_row_once_per_epoch(n, shuffle, buffer_size):
     data = rows_with_ids(n)
     loader = DataLoader(
-        array_source(data, shard_rows=97), batch_size=64, shuffle=shuffle, buffer_size=buffer_size, seed=3
+        array_source(data, shard_rows=97),
+        batch_size=64,
+        shuffle=shuffle,
+        buffer_size=buffer_size,
+        seed=3,
     )
     batches = list(loader.iter_epoch(0))
     sizes = [len(b) for b in batches]
@@ -70,11 +80,15 @@ def test_drop_last_drops_only_the_short_batch():
 
 
 def test_batch_shape_follows_sample_shape():
-    loader = DataLoader(array_source(rows_with_ids(300, width=6)), batch_size=50, sample_shape=(2, 3), seed=0)
+    loader = DataLoader(
+        array_source(rows_with_ids(300, width=6)), batch_size=50, sample_shape=(2, 3), seed=0
+    )
     batch = next(iter(loader))
     assert batch.shape == (50, 2, 3)
     assert batch.dtype == np.float64
-    one_column = DataLoader(array_source(np.arange(10.0)), batch_size=4, sample_shape=(), shuffle=False)
+    one_column = DataLoader(
+        array_source(np.arange(10.0)), batch_size=4, sample_shape=(), shuffle=False
+    )
     np.testing.assert_array_equal(next(iter(one_column)), [0.0, 1.0, 2.0, 3.0])
 
 
@@ -82,15 +96,21 @@ def test_len_is_the_number_of_rows():
     loader = DataLoader(array_source(rows_with_ids(12_345)), batch_size=100)
     assert len(loader) == 12_345
     assert loader.batches_per_epoch == 124
-    assert len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=1_000_000)) == 1_000_000
+    assert (
+        len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=1_000_000))
+        == 1_000_000
+    )
     with pytest.raises(TypeError, match="total_size=<number of rows>"):
         len(DataLoader(array_source(rows_with_ids(10)), batch_size=4, total_size=None))
 
 
 def test_same_seed_same_batches_new_order_each_epoch(producer):
     def first_batches(seed, k):
-        loader = DataLoader(array_source(rows_with_ids(2000), shard_rows=100), batch_size=100, seed=seed, **producer)
-        return [b.copy() for b in itertools.islice(iter(loader), k)]
+        loader = DataLoader(
+            array_source(rows_with_ids(2000), shard_rows=100), batch_size=100, seed=seed, **producer
+        )
+        with loader.iterate() as it:
+            return [b.copy() for b in itertools.islice(it, k)]
 
     a, b = first_batches(7, 40), first_batches(7, 40)
     for x, y in zip(a, b):
@@ -105,9 +125,11 @@ def test_same_seed_same_batches_new_order_each_epoch(producer):
 
 
 def test_endless_iteration_matches_iter_epoch(producer):
-    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, seed=5, **producer)
+    loader = DataLoader(
+        array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, seed=5, **producer
+    )
     expected = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1)) + list(loader.iter_epoch(2))
-    it = iter(loader)
+    it = loader.iterate()
     got = [next(it) for _ in range(len(expected))]
     it.close()
     for x, y in zip(got, expected):
@@ -116,30 +138,38 @@ def test_endless_iteration_matches_iter_epoch(producer):
 
 @pytest.mark.parametrize("stop_after", [1, 7, 16, 23])
 def test_new_iterator_resumes_at_next_batch(stop_after, producer):
-    loader = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64, buffer_size=300, seed=2, **producer)
+    loader = DataLoader(
+        array_source(rows_with_ids(1000), shard_rows=128),
+        batch_size=64,
+        buffer_size=300,
+        seed=2,
+        **producer,
+    )
     reference = list(loader.iter_epoch(0)) + list(loader.iter_epoch(1))
-    with iter(loader) as it:
+    with loader.iterate() as it:
         first = [next(it).copy() for _ in range(stop_after)]
-    assert loader.state_dict()["epoch"] == stop_after // 16
-    with iter(loader) as it:
+        position = it.position
+    assert position == (stop_after // 16, stop_after % 16)
+    with loader.iterate(start=position) as it:
         rest = [next(it).copy() for _ in range(32 - stop_after)]
     for x, y in zip(first + rest, reference):
         np.testing.assert_array_equal(x, y)
 
 
 def test_state_dict_round_trip_in_a_new_loader():
+    # An unseeded loader draws fresh entropy; its state carries the seed and the epoch.
     source = array_source(rows_with_ids(1000), shard_rows=128)
-    loader = DataLoader(source, batch_size=64, seed=11)
-    with iter(loader) as it:
-        for _ in range(20):
-            next(it)
-        expected = next(it).copy()
-    loader._position = (1, 4)  # the batch taken last, as if it was never consumed
+    loader = DataLoader(source, batch_size=64)
+    for _ in range(3):
+        list(loader)  # epochs 0, 1, 2
+    expected = [b.copy() for b in loader]  # epoch 3
     state = loader.state_dict()
+    assert state["epoch"] == 4
+    loader.set_epoch(3)
     fresh = DataLoader(array_source(rows_with_ids(1000), shard_rows=128), batch_size=64)
-    fresh.load_state_dict(state)
-    with iter(fresh) as it:
-        np.testing.assert_array_equal(next(it), expected)
+    fresh.load_state_dict(loader.state_dict())
+    for x, y in zip(fresh, expected, strict=True):
+        np.testing.assert_array_equal(x, y)
     changed = DataLoader(array_source(rows_with_ids(999), shard_rows=128), batch_size=64)
     with pytest.raises(ValueError, match="saved on different data"):
         changed.load_state_dict(state)
@@ -149,7 +179,9 @@ def test_buffer_bounds_how_far_rows_move():
     # One shard and a window of 300 rows: batch i only holds rows of the window(s)
     # that its row range falls in.
     n, B, W = 3000, 50, 300
-    loader = DataLoader(array_source(rows_with_ids(n), shard_rows=n), batch_size=B, buffer_size=W, seed=4)
+    loader = DataLoader(
+        array_source(rows_with_ids(n), shard_rows=n), batch_size=B, buffer_size=W, seed=4
+    )
     for i, batch in enumerate(loader.iter_epoch(0)):
         windows = np.unique(batch[:, 0] // W)
         assert set(windows) <= {(i * B) // W, ((i + 1) * B - 1) // W}
@@ -161,7 +193,12 @@ def write_parquet_rows(path, n, files=4):
     path.mkdir()
     per = n // files
     for k in range(files):
-        pq.write_table(table.slice(k * per, per), path / f"part-{k}.parquet", row_group_size=10_000, use_dictionary=False)
+        pq.write_table(
+            table.slice(k * per, per),
+            path / f"part-{k}.parquet",
+            row_group_size=10_000,
+            use_dictionary=False,
+        )
 
 
 def peak_traced_bytes(loader, batches):
@@ -181,7 +218,9 @@ def test_memory_is_bounded_by_the_buffer_not_by_n(tmp_path):
     peaks = {}
     for n in (80_000, 320_000):
         write_parquet_rows(tmp_path / str(n), n)
-        loader = DataLoader(parquet_source(tmp_path / str(n)), batch_size=1000, buffer_size=W, seed=0)
+        loader = DataLoader(
+            parquet_source(tmp_path / str(n)), batch_size=1000, buffer_size=W, seed=0
+        )
         peaks[n] = peak_traced_bytes(loader, 2 * n // 1000)  # two epochs
     window_bytes = W * 14 * 8
     assert peaks[320_000] < 6 * window_bytes
@@ -202,14 +241,25 @@ def test_transform_is_applied_before_batching():
     loader = DataLoader(array_source(data), batch_size=100, shuffle=False, transform=np.log1p)
     np.testing.assert_allclose(np.concatenate(list(loader.iter_epoch(0))), np.log1p(data))
     wider = DataLoader(
-        array_source(data), batch_size=100, sample_shape=(4,), transform=lambda x: np.column_stack([x, x[:, :1] ** 2])
+        array_source(data),
+        batch_size=100,
+        sample_shape=(4,),
+        transform=lambda x: np.column_stack([x, x[:, :1] ** 2]),
     )
     assert next(iter(wider)).shape == (100, 4)
 
 
 def test_transform_that_changes_the_width_is_caught_at_construction():
-    with pytest.raises(ValueError, match=r"sample_shape=\(3,\) holds 3 values per row, but the rows have 2 columns after the transform"):
-        DataLoader(array_source(rows_with_ids(100)), batch_size=10, sample_shape=(3,), transform=lambda x: x[:, :2])
+    with pytest.raises(
+        ValueError,
+        match=r"sample_shape=\(3,\) holds 3 values per row, but the rows have 2 columns after the transform",
+    ):
+        DataLoader(
+            array_source(rows_with_ids(100)),
+            batch_size=10,
+            sample_shape=(3,),
+            transform=lambda x: x[:, :2],
+        )
     with pytest.raises(ValueError, match="same number of rows"):
         DataLoader(array_source(rows_with_ids(100)), batch_size=10, transform=lambda x: x[::2])
 
@@ -217,25 +267,36 @@ def test_transform_that_changes_the_width_is_caught_at_construction():
 def test_missing_values_name_the_shard_and_column(producer):
     data = rows_with_ids(1000)
     data[437, 2] = np.nan
-    loader = DataLoader(array_source(data, columns=["id", "a", "b"], shard_rows=100), batch_size=10, **producer)
-    with pytest.raises(ValueError, match=r"array rows 400:500: column 'b' holds 1 NaN value\(s\), first at row 37 .*transform="):
+    loader = DataLoader(
+        array_source(data, columns=["id", "a", "b"], shard_rows=100), batch_size=10, **producer
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"array rows 400:500: column 'b' holds 1 NaN value\(s\), first at row 37 .*transform=",
+    ):
         with iter(loader) as it:
             for _ in range(200):
                 next(it)
     data[437, 2] = np.inf
     with pytest.raises(ValueError, match="column 'b' holds 1 inf"):
         list(DataLoader(array_source(data, columns=["id", "a", "b"]), batch_size=10).iter_epoch(0))
-    filled = DataLoader(array_source(data), batch_size=10, transform=lambda x: np.nan_to_num(x, posinf=0.0))
+    filled = DataLoader(
+        array_source(data), batch_size=10, transform=lambda x: np.nan_to_num(x, posinf=0.0)
+    )
     assert sum(len(b) for b in filled.iter_epoch(0)) == 1000
 
 
 def test_integer_batches_require_whole_numbers():
-    loader = DataLoader(array_source(np.array([0.0, 1.0, 1.0, 0.0])), batch_size=2, sample_shape=(), shuffle=False)
+    loader = DataLoader(
+        array_source(np.array([0.0, 1.0, 1.0, 0.0])), batch_size=2, sample_shape=(), shuffle=False
+    )
     with loader.iterate(dtype=np.int32, prefetch=0) as it:
         first = next(it)
     assert first.dtype == np.int32
     np.testing.assert_array_equal(first, [0, 1])
-    fractional = DataLoader(array_source(np.array([0.0, 0.5]), columns=["label"]), batch_size=2, sample_shape=())
+    fractional = DataLoader(
+        array_source(np.array([0.0, 0.5]), columns=["label"]), batch_size=2, sample_shape=()
+    )
     with pytest.raises(ValueError, match="column 'label' holds non-whole numbers"):
         with fractional.iterate(dtype=np.int32, prefetch=0) as it:
             next(it)
@@ -258,7 +319,7 @@ def test_user_source_without_row_counts():
     assert loader.num_rows is None and loader.batches_per_epoch is None
     ids = np.concatenate(list(loader.iter_epoch(0)))[:, 0]
     np.testing.assert_array_equal(np.sort(ids), np.arange(30))
-    with iter(loader) as it:
+    with loader.iterate() as it:
         got = [next(it) for _ in range(9)]
     assert [len(b) for b in got] == [4] * 7 + [2] + [4]
 
@@ -282,9 +343,21 @@ def test_prefetch_threads_stop_on_close():
         ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
         ({"batch_size": -5}, ValueError, "batch_size must be a positive integer"),
         ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer"),
-        ({"batch_size": 4, "total_size": "all"}, ValueError, 'total_size must be "auto", an int or None'),
-        ({"batch_size": 4, "total_size": 1.5}, ValueError, 'total_size must be "auto", a positive int or None'),
-        ({"batch_size": 4, "sample_shape": (2,)}, ValueError, r"sample_shape=\(2,\) holds 2 values per row, but the rows have 3 columns"),
+        (
+            {"batch_size": 4, "total_size": "all"},
+            ValueError,
+            'total_size must be "auto", an int or None',
+        ),
+        (
+            {"batch_size": 4, "total_size": 1.5},
+            ValueError,
+            'total_size must be "auto", a positive int or None',
+        ),
+        (
+            {"batch_size": 4, "sample_shape": (2,)},
+            ValueError,
+            r"sample_shape=\(2,\) holds 2 values per row, but the rows have 3 columns",
+        ),
         ({"batch_size": 4, "buffer_size": 0}, ValueError, "buffer_size must be a positive integer"),
         ({"batch_size": 4, "seed": -1}, ValueError, "seed must be a non-negative integer"),
         ({"batch_size": 400, "drop_last": True}, ValueError, "every batch would be dropped"),
@@ -304,7 +377,9 @@ def test_fields_yield_named_arrays(producer):
     data = rows_with_ids(1000, width=4)
     data[:, 3] = np.arange(1000) % 2
     source = array_source(data, columns=["id", "a", "b", "label"], shard_rows=128)
-    loader = DataLoader(source, batch_size=64, fields={"X": ["id", "b"], "y": "label"}, seed=1, **producer)
+    loader = DataLoader(
+        source, batch_size=64, fields={"X": ["id", "b"], "y": "label"}, seed=1, **producer
+    )
     assert loader.field_shapes == {"X": (2,), "y": ()}
     with loader.iterate(dtype={"X": np.float64, "y": np.int32}) as it:
         batches = [next(it) for _ in range(16)]
@@ -321,12 +396,15 @@ def test_fields_yield_named_arrays(producer):
 def test_fields_check_their_columns_and_dtypes():
     data = np.column_stack([np.arange(10.0), np.full(10, 0.5)])
     source = array_source(data, columns=["x", "label"])
-    with pytest.raises(KeyError, match=r"field 'y' names column 'lbl'.*available columns: \['x', 'label'\]"):
+    with pytest.raises(
+        KeyError, match=r"field 'y' names column 'lbl'.*available columns: \['x', 'label'\]"
+    ):
         DataLoader(source, batch_size=5, fields={"X": ["x"], "y": "lbl"})
     with pytest.raises(ValueError, match="either sample_shape or fields"):
         DataLoader(source, batch_size=5, sample_shape=(2,), fields={"y": "label"})
     loader = DataLoader(source, batch_size=5, fields={"X": ["x"], "y": "label"})
     with pytest.raises(
-        ValueError, match=r"array rows 0:10: column 'label' holds non-whole numbers \(0.5 at row 0 .*field 'y' \(an int32 placeholder\)"
+        ValueError,
+        match=r"array rows 0:10: column 'label' holds non-whole numbers \(0.5 at row 0 .*field 'y' \(an int32 placeholder\)",
     ):
         list(loader.iter_epoch(0, dtype={"X": np.float64, "y": np.int32}))

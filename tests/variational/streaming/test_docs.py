@@ -25,7 +25,11 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "source"
 
 def test_api_page_lists_every_public_name():
     page = (DOCS / "api" / "streaming.rst").read_text()
-    listed = {line.strip() for line in page.splitlines() if line.startswith("   ") and not line.strip().startswith(":")}
+    listed = {
+        line.strip()
+        for line in page.splitlines()
+        if line.startswith("   ") and not line.strip().startswith(":")
+    }
     assert set(streaming.__all__) <= listed, set(streaming.__all__) - listed
 
 
@@ -33,10 +37,24 @@ def test_docs_build_without_warnings(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("numpydoc")
     run = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", "-d", str(tmp_path / "doctrees"), str(DOCS), str(tmp_path / "html")],
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "html" / "api" / "generated" / "pymc.variational.streaming.Trainer.html").exists()
+    assert (
+        tmp_path / "html" / "api" / "generated" / "pymc.variational.streaming.Trainer.html"
+    ).exists()

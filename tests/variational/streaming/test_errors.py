@@ -26,8 +26,9 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pymc as pm
 import pytest
+
+import pymc as pm
 
 from pymc.variational.streaming import (
     CSVSource,
@@ -95,7 +96,9 @@ def bernoulli_cast_model(batch_size, total_size):
     with pm.Model() as model:
         b = pm.Normal("b", 0.0, 1.5, shape=2)
         batch = pm.Data("batch", np.zeros((batch_size, 2)))
-        pm.Bernoulli("click", logit_p=b[0] + batch[:, 0] * b[1], observed=batch[:, 1], total_size=total_size)
+        pm.Bernoulli(
+            "click", logit_p=b[0] + batch[:, 0] * b[1], observed=batch[:, 1], total_size=total_size
+        )
     return model
 
 
@@ -112,7 +115,12 @@ def normal_model(loader, total_size="loader", placeholder_shape=None):
 def normal_loader(n=100, batch_size=10, columns=1):
     rng = np.random.default_rng(0)
     if columns == 1:
-        return DataLoader(array_source(rng.normal(size=n), columns=["y"]), batch_size=batch_size, sample_shape=(), seed=0)
+        return DataLoader(
+            array_source(rng.normal(size=n), columns=["y"]),
+            batch_size=batch_size,
+            sample_shape=(),
+            seed=0,
+        )
     return DataLoader(array_source(rng.normal(size=(n, columns))), batch_size=batch_size, seed=0)
 
 
@@ -224,7 +232,9 @@ def csv_text_in_numeric_column(tmp_path):
 
 def csv_text_in_numeric_column_small_blocks(tmp_path):
     # Many parser blocks: the line number must count from the start of the file, not of the block.
-    epoch(DataLoader(CSVSource(csv_with_bad_line(tmp_path, "5,abc"), block_bytes=256), batch_size=10))
+    epoch(
+        DataLoader(CSVSource(csv_with_bad_line(tmp_path, "5,abc"), block_bytes=256), batch_size=10)
+    )
 
 
 def nan_in_parquet(tmp_path):
@@ -234,7 +244,9 @@ def nan_in_parquet(tmp_path):
 
 
 def null_in_parquet(tmp_path):
-    path = write_parquet(tmp_path / "data.parquet", a=[1.0, 2.0, 3.0], b=pa.array([1, None, 3], pa.int64()))
+    path = write_parquet(
+        tmp_path / "data.parquet", a=[1.0, 2.0, 3.0], b=pa.array([1, None, 3], pa.int64())
+    )
     epoch(DataLoader(parquet_source(path), batch_size=10))
 
 
@@ -244,11 +256,15 @@ def inf_in_csv(tmp_path):
 
 
 def sample_shape_mismatch(tmp_path):
-    DataLoader(parquet_source(good_parquet(tmp_path / "data.parquet")), batch_size=10, sample_shape=(3,))
+    DataLoader(
+        parquet_source(good_parquet(tmp_path / "data.parquet")), batch_size=10, sample_shape=(3,)
+    )
 
 
 def sample_shape_not_a_shape(tmp_path):
-    DataLoader(parquet_source(good_parquet(tmp_path / "data.parquet")), batch_size=10, sample_shape="ab")
+    DataLoader(
+        parquet_source(good_parquet(tmp_path / "data.parquet")), batch_size=10, sample_shape="ab"
+    )
 
 
 def transform_changes_width(tmp_path):
@@ -261,7 +277,11 @@ def transform_changes_width(tmp_path):
 
 
 def transform_changes_rows(tmp_path):
-    DataLoader(parquet_source(good_parquet(tmp_path / "data.parquet")), batch_size=10, transform=lambda x: x[:-1])
+    DataLoader(
+        parquet_source(good_parquet(tmp_path / "data.parquet")),
+        batch_size=10,
+        transform=lambda x: x[:-1],
+    )
 
 
 def loader_with(**kwargs):
@@ -281,24 +301,38 @@ def trainer_with(**kwargs):
 
 def placeholder_trailing_shape_differs(tmp_path):
     loader = normal_loader(columns=3)
-    Trainer(dataloader=loader, model=normal_model(loader, placeholder_shape=(10, 4)), progressbar=False)
+    Trainer(
+        dataloader=loader, model=normal_model(loader, placeholder_shape=(10, 4)), progressbar=False
+    )
 
 
 def int_placeholder_gets_fraction(tmp_path):
     data = np.column_stack([np.zeros(100), labels_with_fraction()])
     loader = DataLoader(
-        array_source(data, columns=["x", "label"]), batch_size=10, fields={"X": ["x"], "y": "label"}, seed=0
+        array_source(data, columns=["x", "label"]),
+        batch_size=10,
+        fields={"X": ["x"], "y": "label"},
+        seed=0,
     )
-    Trainer(dataloader=loader, data_name=None, model=int_label_model(10, len(loader)), progressbar=False).fit(2)
+    Trainer(
+        dataloader=loader, data_name=None, model=int_label_model(10, len(loader)), progressbar=False
+    ).fit(2)
 
 
 def int_placeholder_gets_fraction_from_a_file(tmp_path):
     write_parquet(tmp_path / "d" / "part-0.parquet", x=np.zeros(50), label=np.zeros(50))
-    write_parquet(tmp_path / "d" / "part-1.parquet", x=np.zeros(50), label=labels_with_fraction(50, at=5))
-    loader = DataLoader(
-        parquet_source(tmp_path / "d"), batch_size=10, fields={"X": ["x"], "y": "label"}, shuffle=False
+    write_parquet(
+        tmp_path / "d" / "part-1.parquet", x=np.zeros(50), label=labels_with_fraction(50, at=5)
     )
-    Trainer(dataloader=loader, data_name=None, model=int_label_model(10, len(loader)), progressbar=False).fit(2)
+    loader = DataLoader(
+        parquet_source(tmp_path / "d"),
+        batch_size=10,
+        fields={"X": ["x"], "y": "label"},
+        shuffle=False,
+    )
+    Trainer(
+        dataloader=loader, data_name=None, model=int_label_model(10, len(loader)), progressbar=False
+    ).fit(2)
 
 
 def int_placeholder_without_fields(tmp_path):
@@ -306,21 +340,30 @@ def int_placeholder_without_fields(tmp_path):
     loader = DataLoader(parquet_source(path), batch_size=10, sample_shape=())
     with pm.Model() as model:
         p = pm.Beta("p", 1.0, 1.0)
-        pm.Bernoulli("click", p=p, observed=pm.Data("batch", np.zeros(10, dtype="int32")), total_size=len(loader))
+        pm.Bernoulli(
+            "click",
+            p=p,
+            observed=pm.Data("batch", np.zeros(10, dtype="int32")),
+            total_size=len(loader),
+        )
     Trainer(dataloader=loader, model=model, progressbar=False).fit(2)
 
 
 def bernoulli_casts_fraction_in_first_batch(tmp_path):
     data = np.column_stack([np.zeros(100), labels_with_fraction(at=0)])
     loader = DataLoader(array_source(data, columns=["x", "label"]), batch_size=10, shuffle=False)
-    Trainer(dataloader=loader, model=bernoulli_cast_model(10, len(loader)), progressbar=False).fit(2)
+    Trainer(dataloader=loader, model=bernoulli_cast_model(10, len(loader)), progressbar=False).fit(
+        2
+    )
 
 
 def bernoulli_casts_fraction_in_later_batch(tmp_path):
     # Row 55 is in batch 5: the fraction must not be silently truncated to 0 there either.
     data = np.column_stack([np.zeros(100), labels_with_fraction(at=55)])
     loader = DataLoader(array_source(data, columns=["x", "label"]), batch_size=10, shuffle=False)
-    Trainer(dataloader=loader, model=bernoulli_cast_model(10, len(loader)), progressbar=False).fit(20)
+    Trainer(dataloader=loader, model=bernoulli_cast_model(10, len(loader)), progressbar=False).fit(
+        20
+    )
 
 
 # ----------------------------------------------------------------------------- cases
@@ -332,16 +375,46 @@ WHOLE = r"(non-whole|whole numbers|not (a )?whole|integer)"
 
 CASES = [
     # --- paths
-    pytest.param(missing_parquet_path, FileNotFoundError, all_of(name("nope.parquet"), NOT_FOUND), id="missing-parquet-path"),
-    pytest.param(missing_csv_path, FileNotFoundError, all_of(name("nope.csv"), NOT_FOUND), id="missing-csv-path"),
-    pytest.param(missing_url, FileNotFoundError, all_of("memory://", name("nope/data.parquet"), NOT_FOUND), id="missing-url"),
-    pytest.param(empty_directory, FileNotFoundError, all_of("empty'", r"holds no \.parquet"), id="empty-directory"),
-    pytest.param(glob_matching_nothing, FileNotFoundError, all_of(name("train-*.parquet"), "matches no file"), id="glob-matches-nothing"),
+    pytest.param(
+        missing_parquet_path,
+        FileNotFoundError,
+        all_of(name("nope.parquet"), NOT_FOUND),
+        id="missing-parquet-path",
+    ),
+    pytest.param(
+        missing_csv_path,
+        FileNotFoundError,
+        all_of(name("nope.csv"), NOT_FOUND),
+        id="missing-csv-path",
+    ),
+    pytest.param(
+        missing_url,
+        FileNotFoundError,
+        all_of("memory://", name("nope/data.parquet"), NOT_FOUND),
+        id="missing-url",
+    ),
+    pytest.param(
+        empty_directory,
+        FileNotFoundError,
+        all_of("empty'", r"holds no \.parquet"),
+        id="empty-directory",
+    ),
+    pytest.param(
+        glob_matching_nothing,
+        FileNotFoundError,
+        all_of(name("train-*.parquet"), "matches no file"),
+        id="glob-matches-nothing",
+    ),
     # --- schemas and columns
     pytest.param(
         schema_column_missing_in_second_file,
         KeyError,
-        all_of(name("part-1.parquet"), "no column 'b'", name("part-0.parquet"), r"available columns: \['a'\]"),
+        all_of(
+            name("part-1.parquet"),
+            "no column 'b'",
+            name("part-0.parquet"),
+            r"available columns: \['a'\]",
+        ),
         id="schema-column-missing-in-second-file",
     ),
     pytest.param(
@@ -369,10 +442,23 @@ CASES = [
         id="unknown-field-column",
     ),
     # --- damaged files
-    pytest.param(truncated_parquet, ValueError, all_of(name("part-1.parquet"), NOT_PARQUET), id="truncated-parquet"),
-    pytest.param(corrupt_parquet, ValueError, all_of(name("part-1.parquet"), NOT_PARQUET), id="corrupt-parquet"),
     pytest.param(
-        corrupt_parquet_url, ValueError, all_of("memory://", name("data/part-0.parquet"), NOT_PARQUET), id="corrupt-parquet-url"
+        truncated_parquet,
+        ValueError,
+        all_of(name("part-1.parquet"), NOT_PARQUET),
+        id="truncated-parquet",
+    ),
+    pytest.param(
+        corrupt_parquet,
+        ValueError,
+        all_of(name("part-1.parquet"), NOT_PARQUET),
+        id="corrupt-parquet",
+    ),
+    pytest.param(
+        corrupt_parquet_url,
+        ValueError,
+        all_of("memory://", name("data/part-0.parquet"), NOT_PARQUET),
+        id="corrupt-parquet-url",
     ),
     pytest.param(
         parquet_truncated_after_loader_was_built,
@@ -396,31 +482,57 @@ CASES = [
     pytest.param(
         csv_row_too_many_fields,
         ValueError,
-        all_of(name("rows.csv"), r"\b(?i:line|row) #?801\b", "(expected|Expected) 2 (columns|fields)", "got 3"),
+        all_of(
+            name("rows.csv"),
+            r"\b(?i:line|row) #?801\b",
+            "(expected|Expected) 2 (columns|fields)",
+            "got 3",
+        ),
         id="csv-row-too-many-fields",
     ),
     pytest.param(
         csv_row_too_few_fields,
         ValueError,
-        all_of(name("rows.csv"), r"\b(?i:line|row) #?801\b", "(expected|Expected) 2 (columns|fields)", "got 1"),
+        all_of(
+            name("rows.csv"),
+            r"\b(?i:line|row) #?801\b",
+            "(expected|Expected) 2 (columns|fields)",
+            "got 1",
+        ),
         id="csv-row-too-few-fields",
     ),
     pytest.param(
         csv_text_in_numeric_column,
         ValueError,
-        all_of(name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"),
+        all_of(
+            name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"
+        ),
         id="csv-text-in-numeric-column",
     ),
     pytest.param(
         csv_text_in_numeric_column_small_blocks,
         ValueError,
-        all_of(name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"),
+        all_of(
+            name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"
+        ),
         id="csv-text-in-numeric-column-small-blocks",
     ),
     # --- non-finite values
-    pytest.param(nan_in_parquet, ValueError, all_of(name("part-1.parquet"), "column 'b'", NON_FINITE), id="nan-in-parquet"),
-    pytest.param(null_in_parquet, ValueError, all_of(name("data.parquet"), "column 'b'", NON_FINITE), id="null-in-parquet"),
-    pytest.param(inf_in_csv, ValueError, all_of(name("data.csv"), "column 'b'", r"\binf\b"), id="inf-in-csv"),
+    pytest.param(
+        nan_in_parquet,
+        ValueError,
+        all_of(name("part-1.parquet"), "column 'b'", NON_FINITE),
+        id="nan-in-parquet",
+    ),
+    pytest.param(
+        null_in_parquet,
+        ValueError,
+        all_of(name("data.parquet"), "column 'b'", NON_FINITE),
+        id="null-in-parquet",
+    ),
+    pytest.param(
+        inf_in_csv, ValueError, all_of(name("data.csv"), "column 'b'", r"\binf\b"), id="inf-in-csv"
+    ),
     # --- shapes and transforms
     pytest.param(
         sample_shape_mismatch,
@@ -443,12 +555,24 @@ CASES = [
     pytest.param(
         transform_changes_rows,
         ValueError,
-        all_of("transform", name("data.parquet"), r"\(64, 2\)", r"\(63, 2\)", "same number of rows"),
+        all_of(
+            "transform", name("data.parquet"), r"\(64, 2\)", r"\(63, 2\)", "same number of rows"
+        ),
         id="transform-changes-rows",
     ),
     # --- loader arguments
-    pytest.param(loader_with(batch_size=0), ValueError, all_of("batch_size", "positive integer", "got 0"), id="batch-size-zero"),
-    pytest.param(loader_with(batch_size=-3), ValueError, all_of("batch_size", "positive integer", "got -3"), id="batch-size-negative"),
+    pytest.param(
+        loader_with(batch_size=0),
+        ValueError,
+        all_of("batch_size", "positive integer", "got 0"),
+        id="batch-size-zero",
+    ),
+    pytest.param(
+        loader_with(batch_size=-3),
+        ValueError,
+        all_of("batch_size", "positive integer", "got -3"),
+        id="batch-size-negative",
+    ),
     pytest.param(
         loader_with(batch_size=10, total_size="all"),
         ValueError,
@@ -529,11 +653,21 @@ def test_bad_input_raises_a_clear_error(tmp_path, action, error, match):
 @pytest.mark.parametrize(
     "total_size, match",
     [
-        pytest.param(None, all_of("observed variable 'y'", "no total_size", r"len\(loader\) \(= 100\)"), id="no-total-size"),
-        pytest.param(99, all_of("observed variable 'y'", "total_size=99", r"len\(loader\)=100"), id="wrong-total-size"),
+        pytest.param(
+            None,
+            all_of("observed variable 'y'", "no total_size", r"len\(loader\) \(= 100\)"),
+            id="no-total-size",
+        ),
+        pytest.param(
+            99,
+            all_of("observed variable 'y'", "total_size=99", r"len\(loader\)=100"),
+            id="wrong-total-size",
+        ),
     ],
 )
 def test_total_size_not_matching_the_loader_warns(total_size, match):
     loader = normal_loader(n=100)
     with pytest.warns(UserWarning, match=match):
-        Trainer(dataloader=loader, model=normal_model(loader, total_size=total_size), progressbar=False)
+        Trainer(
+            dataloader=loader, model=normal_model(loader, total_size=total_size), progressbar=False
+        )

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "source" / "examples" / "streaming_criteo.py"
+EXAMPLE = (
+    Path(__file__).resolve().parents[3] / "docs" / "source" / "examples" / "streaming_criteo.py"
+)
 
 
 def test_gallery_example_runs_and_agrees(capsys):
@@ -32,4 +34,7 @@ def test_gallery_example_runs_and_agrees(capsys):
     assert np.abs(means["streaming"] - means["scikit-learn"]).max() < 0.15
     assert np.abs(result["groups_estimate"] - result["groups_truth"]).max() < 0.15
     printed = capsys.readouterr().out
-    assert "len(loader) = 200,000 rows" in printed and "streaming vs scikit-learn: correlation" in printed
+    assert (
+        "len(loader) = 200,000 rows" in printed
+        and "streaming vs scikit-learn: correlation" in printed
+    )

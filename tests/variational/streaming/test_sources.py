@@ -13,7 +13,6 @@
 #   limitations under the License.
 import csv
 import gzip
-import io
 import itertools
 import math
 import re
@@ -40,7 +39,6 @@ from pymc.variational.streaming import (
     csv_source,
     parquet_source,
 )
-from pymc.variational.streaming.sources import _count_lines
 
 CRITEO_PATH = (
     Path(__file__).resolve().parents[3].parent / "shared" / "data" / "criteo_dac_sample.tsv"
@@ -345,21 +343,34 @@ def test_csv_num_rows_counted_with_unusual_blank_lines(tmp_path, text):
     assert source.num_rows == 2
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 5, 1 << 20])
-def test_count_lines_across_chunk_boundaries(chunk_bytes):
-    # The byte counter reads in chunks; a blank line split across two chunks must still
-    # not count. (Private helper: csv_source does not expose the chunk size.)
-    data = b"\n1,2\n\n3,4\n5,6\n\n7,8"
-    assert _count_lines(io.BytesIO(data), chunk_bytes=chunk_bytes) == 4
+@pytest.mark.parametrize("block_bytes", [64, 1000, 1 << 22])
+def test_csv_rows_with_quoted_line_breaks_as_pandas_writes_them(tmp_path, block_bytes):
+    # A text column with a line break in every 10th value: lines are not rows. The count
+    # must hold whatever the parser's block size, even when a block ends inside a quote.
+    import pandas as pd
+
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "x": np.arange(n, dtype=float),
+            "note": ["two\nlines, quoted" if i % 10 == 0 else "one" for i in range(n)],
+        }
+    )
+    path = tmp_path / "notes.csv"
+    frame.to_csv(path, index=False)
+    assert path.read_text().count("\n") == n + 1 + n // 10
+    source = CSVSource(path, columns=["x"], block_bytes=block_bytes)
+    assert source.num_rows == n
+    np.testing.assert_array_equal(read_all(source)[:, 0], np.arange(n))
 
 
-def test_csv_num_rows_given_skips_counting(tmp_path, monkeypatch):
-    import pymc.variational.streaming.sources as sources
-
-    def fail(*args, **kwargs):
-        raise AssertionError("rows were counted although num_rows was given")
-
-    monkeypatch.setattr(sources, "_count_lines", fail)
+def test_csv_num_rows_given_skips_counting(tmp_path):
+    # Counting would parse this file to its end and fail at line 52; given counts skip that
+    # pass, so the bad line is only met when the rows are read.
+    unparsable = write_text(tmp_path / "bad.csv", "x\n" + "1\n" * 50 + "1,2,3\n")
+    assert CSVSource(unparsable, num_rows=51, block_bytes=32).num_rows == 51
+    with pytest.raises(ValueError, match=r"bad.csv.*Expected 1 columns, got 3"):
+        CSVSource(unparsable, block_bytes=32)
     a = write_text(tmp_path / "a.csv", "x\n1\n2\n")
     b = write_text(tmp_path / "b.csv", "x\n3\n")
     # The given counts are trusted as they are (here deliberately not the true ones).
@@ -548,7 +559,7 @@ def test_user_source():
     assert source.fingerprint() == {
         "source": "ListSource",
         "columns": ["u", "v"],
-        "shards": [["list 0", 3], ["list 1", 1]],
+        "shard_rows": [3, 1],  # content, not names: moved data is the same data
     }
     assert repr(source) == "ListSource(columns=2, shards=2, num_rows=4)"
     # The loader accepts it and sees every row.

@@ -16,8 +16,9 @@ import warnings
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pymc as pm
 import pytest
+
+import pymc as pm
 
 from pymc.variational.streaming import DataLoader, Trainer, array_source, parquet_source
 
@@ -34,7 +35,9 @@ def normal_model(loader, total_size="loader", name="batch"):
 
 def normal_loader(n=20_000, batch_size=500, seed=0):
     y = np.random.default_rng(42).normal(1.7, 1.0, size=n)
-    return y, DataLoader(array_source(y, columns=["y"]), batch_size=batch_size, sample_shape=(), seed=seed)
+    return y, DataLoader(
+        array_source(y, columns=["y"]), batch_size=batch_size, sample_shape=(), seed=seed
+    )
 
 
 def test_conjugate_normal_matches_the_analytic_posterior():
@@ -43,7 +46,11 @@ def test_conjugate_normal_matches_the_analytic_posterior():
     y, loader = normal_loader(2000, batch_size=200)
     model = normal_model(loader)
     trainer = Trainer(
-        dataloader=loader, model=model, random_seed=1, progressbar=False, obj_optimizer=pm.adam(learning_rate=0.03)
+        dataloader=loader,
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        obj_optimizer=pm.adam(learning_rate=0.03),
     )
     approx = trainer.fit(6000)
     precision = 1 / 10.0**2 + len(y)
@@ -78,18 +85,28 @@ def test_logistic_regression_matches_minibatch_and_sklearn(tmp_path):
     X, y, beta = logistic_data(n)
     table = pa.table({**{f"x{j}": X[:, j] for j in range(5)}, "label": y})
     for k in range(4):
-        pq.write_table(table.slice(k * n // 4, n // 4), tmp_path / f"part-{k}.parquet", row_group_size=20_000)
+        pq.write_table(
+            table.slice(k * n // 4, n // 4), tmp_path / f"part-{k}.parquet", row_group_size=20_000
+        )
     loader = DataLoader(parquet_source(tmp_path), batch_size=4096, sample_shape=(6,), seed=0)
     assert len(loader) == n
     with logistic_model(loader, 4096):
-        streamed = Trainer(method="advi", dataloader=loader, random_seed=1, progressbar=False).fit(3000)
+        streamed = Trainer(method="advi", dataloader=loader, random_seed=1, progressbar=False).fit(
+            3000
+        )
     stream_mean = streamed.mean.eval()
 
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, y, batch_size=4096)
         b = pm.Normal("b", 0.0, 1.5, shape=6)
         pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=n)
-        in_ram = pm.fit(3000, method="advi", obj_optimizer=pm.adam(learning_rate=0.01), random_seed=1, progressbar=False)
+        in_ram = pm.fit(
+            3000,
+            method="advi",
+            obj_optimizer=pm.adam(learning_rate=0.01),
+            random_seed=1,
+            progressbar=False,
+        )
     ram_mean = in_ram.mean.eval()
 
     sk = LogisticRegression(C=1e6, max_iter=1000).fit(X, y)
@@ -134,14 +151,18 @@ def test_placeholder_holds_data_before_the_first_step():
     loader = DataLoader(array_source(y), batch_size=100, sample_shape=(), shuffle=False)
     model = normal_model(loader)
     first = []
-    Trainer(dataloader=loader, model=model, progressbar=False).fit(1, callbacks=[recording_callback(first)])
+    Trainer(dataloader=loader, model=model, progressbar=False).fit(
+        1, callbacks=[recording_callback(first)]
+    )
     np.testing.assert_array_equal(first[0], y[:100])
 
 
 def test_fit_twice_continues_exactly():
     def run(splits):
         _, loader = normal_loader(5000, batch_size=128, seed=3)
-        trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+        trainer = Trainer(
+            dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+        )
         for n in splits:
             approx = trainer.fit(n)
         return approx, trainer
@@ -165,14 +186,18 @@ def test_interrupt_keeps_what_was_learned_and_continues():
         return callback
 
     _, loader = normal_loader(5000, batch_size=128, seed=3)
-    trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+    trainer = Trainer(
+        dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+    )
     approx = trainer.fit(600, callbacks=[interrupt_at(250)])
     assert len(approx.hist) == 250 and trainer.state.step == 250
     assert np.isfinite(approx.hist).all()
     approx = trainer.fit(350)
 
     _, loader = normal_loader(5000, batch_size=128, seed=3)
-    reference = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False).fit(600)
+    reference = Trainer(
+        dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+    ).fit(600)
     np.testing.assert_array_equal(approx.hist, reference.hist)
     for a, b in zip(approx.params, reference.params):
         np.testing.assert_array_equal(a.get_value(), b.get_value())
@@ -184,14 +209,19 @@ def test_stop_iteration_from_a_callback_ends_the_fit():
             raise StopIteration("enough")
 
     _, loader = normal_loader(2000, batch_size=100)
-    approx = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False).fit(100, callbacks=[stop])
+    approx = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False).fit(
+        100, callbacks=[stop]
+    )
     assert len(approx.hist) == 40
 
 
 def test_nan_stops_with_the_step_and_keeps_finite_parameters():
     _, loader = normal_loader(2000, batch_size=100)
     trainer = Trainer(
-        dataloader=loader, model=normal_model(loader), progressbar=False, obj_optimizer=pm.sgd(learning_rate=1e6)
+        dataloader=loader,
+        model=normal_model(loader),
+        progressbar=False,
+        obj_optimizer=pm.sgd(learning_rate=1e6),
     )
     with pytest.raises(FloatingPointError, match=r"NaN occurred at step (\d+) .*restored") as info:
         trainer.fit(500)
@@ -215,7 +245,14 @@ def test_every_method_learns_the_mean(method, kwargs):
     model = normal_model(loader)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # ASVGD warns that it is experimental
-        trainer = Trainer(method=method, dataloader=loader, model=model, random_seed=3, progressbar=False, **kwargs)
+        trainer = Trainer(
+            method=method,
+            dataloader=loader,
+            model=model,
+            random_seed=3,
+            progressbar=False,
+            **kwargs,
+        )
         approx = trainer.fit(800)
     mean = approx.sample(500, random_seed=1).posterior["mu"].values.mean()
     # From mu=0 to the posterior mean of about 1.7.
@@ -229,7 +266,10 @@ def test_non_whole_labels_into_a_discrete_likelihood_are_refused():
     loader = DataLoader(array_source(data), batch_size=100, sample_shape=(6,))
     model = logistic_model(loader, 100)
     # The column is traced through batch[:, 5]: the loader checks every block, naming it.
-    with pytest.raises(ValueError, match=r"array rows 0:1000: column 'x5' holds non-whole numbers \(0.25 .*observed variable 'click'"):
+    with pytest.raises(
+        ValueError,
+        match=r"array rows 0:1000: column 'x5' holds non-whole numbers \(0.25 .*observed variable 'click'",
+    ):
         Trainer(dataloader=loader, model=model, progressbar=False).fit(5)
 
 
@@ -237,26 +277,37 @@ def test_untraceable_discrete_feeds_are_checked_every_batch():
     X, y, _ = logistic_data(1000)
     labels = y.copy()
     labels[537] = 0.5  # batch 5 of an unshuffled epoch
-    loader = DataLoader(array_source(np.column_stack([X, labels])), batch_size=100, sample_shape=(6,), shuffle=False)
+    loader = DataLoader(
+        array_source(np.column_stack([X, labels])), batch_size=100, sample_shape=(6,), shuffle=False
+    )
     with pm.Model() as model:
         b = pm.Normal("b", 0.0, 1.5, shape=6)
         batch = pm.Data("batch", np.zeros((100, 6)))
         # An expression, not a column: the loader cannot tell which column to check.
-        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(batch[:, :5], b[1:]), observed=batch[:, 5] * 1.0, total_size=len(loader))
+        pm.Bernoulli(
+            "click",
+            logit_p=b[0] + pm.math.dot(batch[:, :5], b[1:]),
+            observed=batch[:, 5] * 1.0,
+            total_size=len(loader),
+        )
     trainer = Trainer(dataloader=loader, model=model, progressbar=False)
-    with pytest.raises(ValueError, match="observed variable 'click' is discrete.*non-whole numbers"):
+    with pytest.raises(
+        ValueError, match=r"observed variable 'click' is discrete.*non-whole numbers"
+    ):
         trainer.fit(20)
     assert trainer.state.step == 5
 
 
 def test_trainer_needs_a_model():
     _, loader = normal_loader(100, batch_size=10)
-    with pytest.raises(TypeError, match=r"inside `with pm.Model\(\) as model:` or pass model=model"):
+    with pytest.raises(
+        TypeError, match=r"inside `with pm.Model\(\) as model:` or pass model=model"
+    ):
         Trainer(dataloader=loader)
 
 
 def test_trainer_takes_the_model_from_the_context():
-    y, loader = normal_loader(1000, batch_size=100)
+    _, loader = normal_loader(1000, batch_size=100)
     with normal_model(loader) as model:
         trainer = Trainer(dataloader=loader, progressbar=False)
     assert trainer.model is model
@@ -265,10 +316,18 @@ def test_trainer_takes_the_model_from_the_context():
 @pytest.mark.parametrize(
     "build, error, match",
     [
-        (lambda l: dict(data_name="nope"), ValueError, r"data_name='nope' is not a pm.Data variable of the model; the model's pm.Data variables are \['batch'\]"),
-        (lambda l: dict(method="nuts"), ValueError, "method must be one of"),
-        (lambda l: dict(dataloader=None), TypeError, "Trainer needs dataloader=DataLoader"),
-        (lambda l: dict(learning_rate=0.1), TypeError, r"unexpected keyword argument\(s\) \['learning_rate'\]"),
+        (
+            lambda loader: dict(data_name="nope"),
+            ValueError,
+            r"data_name='nope' is not a pm.Data variable of the model; the model's pm.Data variables are \['batch'\]",
+        ),
+        (lambda loader: dict(method="nuts"), ValueError, "method must be one of"),
+        (lambda loader: dict(dataloader=None), TypeError, "Trainer needs dataloader=DataLoader"),
+        (
+            lambda loader: dict(learning_rate=0.1),
+            TypeError,
+            r"unexpected keyword argument\(s\) \['learning_rate'\]",
+        ),
     ],
 )
 def test_bad_trainer_arguments(build, error, match):
@@ -282,11 +341,21 @@ def test_bad_trainer_arguments(build, error, match):
 def test_placeholder_shape_must_match_the_batches():
     loader = DataLoader(array_source(np.zeros((100, 3))), batch_size=10)
     with pm.Model() as model:
-        pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 4))), total_size=100)
-    with pytest.raises(ValueError, match=r"pm.Data 'batch' has shape \(10, 4\), but the loader's batches have shape \(batch_size, \*row shape\) = \(10, 3\)"):
+        pm.Normal(
+            "y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 4))), total_size=100
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"pm.Data 'batch' has shape \(10, 4\), but the loader's batches have shape \(batch_size, \*row shape\) = \(10, 3\)",
+    ):
         Trainer(dataloader=loader, model=model)
     with pm.Model() as fixed:
-        pm.Normal("y", pm.Normal("mu"), observed=pm.Data("batch", np.zeros((10, 3)), shape=(10, 3)), total_size=105)
+        pm.Normal(
+            "y",
+            pm.Normal("mu"),
+            observed=pm.Data("batch", np.zeros((10, 3)), shape=(10, 3)),
+            total_size=105,
+        )
     ragged = DataLoader(array_source(np.zeros((105, 3))), batch_size=10)
     with pytest.raises(ValueError, match="fixes its first dimension to 10"):
         Trainer(dataloader=ragged, model=fixed)
@@ -294,9 +363,14 @@ def test_placeholder_shape_must_match_the_batches():
 
 def test_total_size_is_checked():
     _, loader = normal_loader(1000, batch_size=100)
-    with pytest.warns(UserWarning, match=r"'y' is fed by pm.Data 'batch' but has no total_size.*len\(loader\) \(= 1000\)"):
+    with pytest.warns(
+        UserWarning,
+        match=r"'y' is fed by pm.Data 'batch' but has no total_size.*len\(loader\) \(= 1000\)",
+    ):
         Trainer(dataloader=loader, model=normal_model(loader, total_size=None))
-    with pytest.warns(UserWarning, match=r"'y' has total_size=999, but the loader holds len\(loader\)=1000 rows"):
+    with pytest.warns(
+        UserWarning, match=r"'y' has total_size=999, but the loader holds len\(loader\)=1000 rows"
+    ):
         Trainer(dataloader=loader, model=normal_model(loader, total_size=999))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -306,7 +380,9 @@ def test_total_size_is_checked():
 def test_checkpoint_resumes_bit_for_bit(tmp_path):
     def new_trainer():
         _, loader = normal_loader(5000, batch_size=128, seed=3)
-        return Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+        return Trainer(
+            dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+        )
 
     reference = new_trainer().fit(600)
     first = new_trainer()
@@ -329,11 +405,15 @@ def test_checkpoint_on_other_data_is_refused(tmp_path):
     trainer.save_checkpoint(tmp_path / "fit.npz")
     _, other = normal_loader(4000, batch_size=128)
     with pytest.raises(ValueError, match="saved on different data"):
-        Trainer(dataloader=other, model=normal_model(other), progressbar=False).fit(10, ckpt_path=tmp_path / "fit.npz")
+        Trainer(dataloader=other, model=normal_model(other), progressbar=False).fit(
+            10, ckpt_path=tmp_path / "fit.npz"
+        )
     X, y, _ = logistic_data(5000)
     wide = DataLoader(array_source(np.column_stack([X, y])), batch_size=128, sample_shape=(6,))
-    with pytest.raises(ValueError, match="the model differs from the one saved|state variables"):
-        Trainer(dataloader=wide, model=logistic_model(wide, 128), progressbar=False).load_checkpoint(tmp_path / "fit.npz")
+    with pytest.raises(ValueError, match=r"the model differs from the one saved|state variables"):
+        Trainer(
+            dataloader=wide, model=logistic_model(wide, 128), progressbar=False
+        ).load_checkpoint(tmp_path / "fit.npz")
 
 
 RESUME_SCRIPT = """
@@ -357,13 +437,17 @@ def test_checkpoint_resumes_in_a_new_process(tmp_path):
 
     def new_trainer():
         _, loader = normal_loader(5000, batch_size=128, seed=3)
-        return Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+        return Trainer(
+            dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+        )
 
     first = new_trainer()
     first.fit(300)
     first.save_checkpoint(tmp_path / "fit.npz")
     script = RESUME_SCRIPT.format(
-        tests=os.path.dirname(__file__), ckpt=str(tmp_path / "fit.npz"), out=str(tmp_path / "out.npz")
+        tests=os.path.dirname(__file__),
+        ckpt=str(tmp_path / "fit.npz"),
+        out=str(tmp_path / "out.npz"),
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=600)
     reference = new_trainer().fit(600)
@@ -386,7 +470,9 @@ def test_sigint_stops_cleanly_and_fit_continues(workers):
 
     _, loader = normal_loader(20_000, batch_size=128, seed=3)
     loader.workers = workers
-    trainer = Trainer(dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False)
+    trainer = Trainer(
+        dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+    )
     threads_before = threading.active_count()
     approx = trainer.fit(100_000, callbacks=[interrupt_later])
     stopped_at = trainer.state.step
@@ -403,7 +489,7 @@ def test_sigint_stops_cleanly_and_fit_continues(workers):
 def test_fields_fill_one_placeholder_each():
     from sklearn.linear_model import LogisticRegression
 
-    X, y, beta = logistic_data(100_000)
+    X, y, _ = logistic_data(100_000)
     columns = [f"x{j}" for j in range(5)] + ["label"]
     loader = DataLoader(
         array_source(np.column_stack([X, y]), columns=columns),
@@ -415,10 +501,24 @@ def test_fields_fill_one_placeholder_each():
         b = pm.Normal("b", 0.0, 1.5, shape=6)
         X_data = pm.Data("X", np.zeros((2048, 5)))
         y_data = pm.Data("y", np.zeros(2048, dtype="int32"))
-        pm.Bernoulli("click", logit_p=b[0] + pm.math.dot(X_data, b[1:]), observed=y_data, total_size=len(loader))
-    trainer = Trainer(dataloader=loader, data_name=None, model=model, random_seed=1, progressbar=False)
+        pm.Bernoulli(
+            "click",
+            logit_p=b[0] + pm.math.dot(X_data, b[1:]),
+            observed=y_data,
+            total_size=len(loader),
+        )
+    trainer = Trainer(
+        dataloader=loader, data_name=None, model=model, random_seed=1, progressbar=False
+    )
     seen = []
-    approx = trainer.fit(3000, callbacks=[lambda a, l, i: seen.append(model["y"].get_value(borrow=True).dtype) if i < 3 else None])
+    approx = trainer.fit(
+        3000,
+        callbacks=[
+            lambda approx, losses, i: (
+                seen.append(model["y"].get_value(borrow=True).dtype) if i < 3 else None
+            )
+        ],
+    )
     assert seen == [np.dtype("int32")] * 2
     sk = LogisticRegression(C=1e6, max_iter=1000).fit(X, y)
     np.testing.assert_allclose(approx.mean.eval(), np.r_[sk.intercept_, sk.coef_[0]], atol=0.05)

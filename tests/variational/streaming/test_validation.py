@@ -12,8 +12,9 @@
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
 import numpy as np
-import pymc as pm
 import pytest
+
+import pymc as pm
 
 from pymc.variational.streaming import DataLoader, EarlyStopping, Trainer, array_source
 
@@ -22,7 +23,9 @@ def normal_setup(n_train=2000, n_val=500, batch_size=200):
     rng = np.random.default_rng(42)
     y = rng.normal(1.7, 1.0, size=n_train + n_val)
     train = DataLoader(array_source(y[:n_train]), batch_size=batch_size, sample_shape=(), seed=0)
-    val = DataLoader(array_source(y[n_train:]), batch_size=batch_size, sample_shape=(), shuffle=False)
+    val = DataLoader(
+        array_source(y[n_train:]), batch_size=batch_size, sample_shape=(), shuffle=False
+    )
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, 10.0)
         data = pm.Data("batch", np.zeros(batch_size))
@@ -57,8 +60,12 @@ def test_held_out_lpd_matches_the_posterior_predictive():
 def test_validation_leaves_the_training_batch_in_place():
     _, _, train, val, model = normal_setup()
     seen = []
-    trainer = Trainer(dataloader=train, model=model, progressbar=False, val_dataloader=val, val_check_interval=10)
-    trainer.fit(10, callbacks=[lambda a, l, i: seen.append(model["batch"].get_value().copy())])
+    trainer = Trainer(
+        dataloader=train, model=model, progressbar=False, val_dataloader=val, val_check_interval=10
+    )
+    trainer.fit(
+        10, callbacks=[lambda approx, losses, i: seen.append(model["batch"].get_value().copy())]
+    )
     reference = list(train.iter_epoch(0))[9]
     np.testing.assert_array_equal(seen[-1], reference)
 
@@ -68,7 +75,12 @@ def test_early_stopping_on_the_held_out_score():
     # A tolerance no check can beat: the first check sets the best, two more end the fit.
     stopper = EarlyStopping(monitor="val_lpd", tolerance=10.0, patience=2)
     trainer = Trainer(
-        dataloader=train, model=model, progressbar=False, val_dataloader=val, val_check_interval=50, early_stopping=stopper
+        dataloader=train,
+        model=model,
+        progressbar=False,
+        val_dataloader=val,
+        val_check_interval=50,
+        early_stopping=stopper,
     )
     approx = trainer.fit(10_000)
     assert trainer.state.step == 150
@@ -89,7 +101,11 @@ def test_early_stopping_on_the_epoch_loss():
     "kwargs, error, match",
     [
         ({"early_stopping": EarlyStopping("val_lpd")}, ValueError, "needs a val_dataloader"),
-        ({"val_check_interval": 0}, ValueError, "val_check_interval must be a positive number of steps"),
+        (
+            {"val_check_interval": 0},
+            ValueError,
+            "val_check_interval must be a positive number of steps",
+        ),
         ({"early_stopping": "yes"}, TypeError, "early_stopping must be an EarlyStopping"),
     ],
 )
@@ -102,7 +118,9 @@ def test_bad_validation_arguments(kwargs, error, match):
 def test_val_loader_must_match_the_batches():
     _, _, train, _, model = normal_setup()
     wide = DataLoader(array_source(np.zeros((10, 2))), batch_size=5)
-    with pytest.raises(ValueError, match="val_dataloader must yield batches shaped like the training loader's"):
+    with pytest.raises(
+        ValueError, match="val_dataloader must yield batches shaped like the training loader's"
+    ):
         Trainer(dataloader=train, model=model, val_dataloader=wide)
     with pytest.raises(ValueError, match='monitor must be "val_lpd" or "loss"'):
         EarlyStopping("accuracy")

@@ -1,0 +1,122 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Arrow record batches as numeric numpy blocks: type checks, categorical codes, decoding.
+
+Shared by the file sources (parquet and CSV), which both decode through pyarrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "check_numeric",
+    "encode_categories",
+    "record_batch_to_array",
+    "resolve_categorical",
+    "sorted_levels",
+]
+
+
+def check_numeric(field: pa.Field, where: str) -> None:
+    """Refuse a column that is not integer, float or boolean, naming it and the fix."""
+    t = field.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        raise TypeError(
+            f"{where}: column {field.name!r} has type {field.type}, but only numeric "
+            "(integer, float, boolean) columns can be streamed into a model. Read it as "
+            f"integer codes with categorical=[{field.name!r}], or leave it out with columns=[...]."
+        )
+
+
+def resolve_categorical(
+    categorical: Sequence[str] | dict[str, Sequence] | None, columns: list[str], where: str
+) -> dict[str, list | None]:
+    """``{column: given levels or None}`` from a list of names or a dict of levels."""
+    if categorical is None:
+        return {}
+    if isinstance(categorical, str):
+        raise TypeError(
+            f"categorical must be a list of column names or a dict of levels, not {categorical!r}"
+        )
+    spec = dict(categorical) if isinstance(categorical, dict) else dict.fromkeys(categorical)
+    for name, levels in spec.items():
+        if name not in columns:
+            raise KeyError(
+                f"categorical column {name!r} is not among the columns read from {where}: {columns}"
+            )
+        if levels is not None:
+            levels = list(levels)
+            if len(set(levels)) != len(levels):
+                raise ValueError(f"the levels given for categorical column {name!r} repeat a value")
+            spec[name] = levels
+    return spec
+
+
+def sorted_levels(values: set) -> list:
+    """Levels in a stable order: sorted, or sorted by their text when types are mixed."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def encode_categories(
+    batch: pa.RecordBatch, levels: dict[str, pa.Array], where: str
+) -> pa.RecordBatch:
+    """Replace categorical columns by their integer codes (as float64; nulls stay null)."""
+    if not levels:
+        return batch
+    arrays = list(batch.columns)
+    for name, value_set in levels.items():
+        j = batch.schema.get_field_index(name)
+        column = arrays[j]
+        if pa.types.is_dictionary(column.type):
+            column = column.dictionary_decode()
+        if column.type != value_set.type:
+            column = column.cast(value_set.type)
+        codes = pc.index_in(column, value_set=value_set)
+        if codes.null_count > column.null_count:
+            unknown = pc.filter(column, pc.and_(pc.is_null(codes), pc.is_valid(column)))[0].as_py()
+            raise ValueError(
+                f"{where}: categorical column {name!r} holds the level {unknown!r}, which is not among "
+                f"its {len(value_set)} known levels; pass categorical={{{name!r}: [...every level...]}}"
+            )
+        arrays[j] = codes.cast(pa.float64())
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def record_batch_to_array(batch: pa.RecordBatch, dtype: np.dtype | type) -> np.ndarray:
+    """Decode Arrow columns into one C-ordered 2-D array of ``dtype``; nulls become NaN."""
+    dtype = np.dtype(dtype)
+    cols = batch.columns
+    if cols and dtype.kind == "f" and all(c.type == cols[0].type for c in cols):
+        if pa.types.is_floating(cols[0].type) or pa.types.is_integer(cols[0].type):
+            # One GIL-free call that writes the row-major matrix directly.
+            out = np.asarray(batch.to_tensor(null_to_nan=True, row_major=True))
+            return out if out.dtype == dtype else out.astype(dtype)
+    out = np.empty((batch.num_rows, len(cols)), dtype=dtype)
+    for j, col in enumerate(cols):
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if col.null_count and dtype.kind == "f":
+            col = col.cast(pa.float64()).fill_null(np.nan)
+        out[:, j] = col.to_numpy(zero_copy_only=False)
+    return out

@@ -1,0 +1,194 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The rows of an epoch as checked blocks, the way torch's fetchers fetch them.
+
+Shards are read in the plan's order; a read that fails transiently is retried and resumes
+at the next row; the user's transform is applied; and every block is checked where its
+file is still known: its shape, NaN and inf, whole numbers for discrete likelihoods and
+integer placeholders, and the row count that the source announced.
+"""
+
+from __future__ import annotations
+
+import math
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.order import ReadPlan
+from pymc.variational.streaming.retry import RetryPolicy
+
+__all__ = ["LabelRule", "apply_transform", "iter_blocks"]
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """What a column must hold: whole numbers, between ``low`` and ``high``.
+
+    Parameters
+    ----------
+    feeds : str
+        What the column feeds, for the error message (a likelihood, an integer placeholder).
+    low, high : float
+        The support of the likelihood; infinite when unbounded.
+    """
+
+    feeds: str
+    low: float = -math.inf
+    high: float = math.inf
+
+    def describe(self) -> str:
+        """The rule in words."""
+        low = "" if self.low == -math.inf else f"{self.low:g}"
+        high = "" if self.high == math.inf else f"{self.high:g}"
+        if not low and not high:
+            return "whole numbers"
+        if not high:
+            return f"whole numbers >= {low}"
+        return f"whole numbers from {low} to {high}"
+
+
+def iter_blocks(plan: ReadPlan, epoch: int, skip: int = 0) -> Iterator[np.ndarray]:
+    """Checked blocks of ``epoch``'s row stream, in ``plan.stage_dtype``, from row ``skip`` on.
+
+    Whole shards before row ``skip`` are not read at all when their row counts are known.
+    """
+    order = plan.shard_order(epoch)
+    hinted = False
+    for i, shard in enumerate(order):
+        if shard.num_rows is not None and skip >= shard.num_rows:
+            skip -= shard.num_rows
+            continue
+        if not hinted:  # the order from the first shard actually read
+            plan.source.prefetch_hint(order[i:])
+            hinted = True
+        seen = 0
+        for block in _read_resuming(plan.source, shard, plan.decode_dtype):
+            n = len(block)
+            seen += n
+            if skip >= n:
+                skip -= n
+                continue
+            if skip:
+                block, skip = block[skip:], 0
+            if plan.transform is not None:
+                block = apply_transform(plan.transform, block, shard)
+            yield _check_block(plan, block, shard, seen - len(block))
+        if shard.num_rows is not None and seen != shard.num_rows:
+            raise ValueError(
+                f"{shard.name}: the source announced {shard.num_rows} rows but {seen} were read; "
+                "the file changed after the loader was built (build the source again)"
+            )
+
+
+def apply_transform(transform, block: np.ndarray, shard: Shard) -> np.ndarray:
+    """``transform(block)``, checked to keep the rows, with errors naming the shard."""
+    try:
+        out = np.asarray(transform(block))
+    except Exception as err:
+        raise ValueError(f"transform failed on a block of {shard.name}: {err}") from err
+    if out.ndim != 2 or out.shape[0] != block.shape[0]:
+        raise ValueError(
+            f"transform turned a block of shape {block.shape} from {shard.name} into shape "
+            f"{out.shape}; it must return a 2-D array with the same number of rows. To drop "
+            "rows, filter the data before streaming it (e.g. write a filtered copy)."
+        )
+    return out
+
+
+def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> Iterator[np.ndarray]:
+    """The shard's blocks; a transient failure reopens it and skips the rows already
+    delivered, so a retry neither loses nor repeats a row."""
+    policy = getattr(source, "retry", None) or RetryPolicy(tries=1)
+    delivered, attempt = 0, 1
+    while True:
+        try:
+            seen = 0
+            for block in source.read_shard(shard, dtype):
+                end = seen + len(block)
+                if end > delivered:
+                    block = block[max(delivered - seen, 0) :]
+                    delivered = end
+                    yield block
+                seen = end
+            return
+        except Exception as err:
+            if not policy.should_retry(err, attempt, shard.name):
+                raise
+            attempt += 1
+
+
+def _check_block(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int) -> np.ndarray:
+    """The block in the stage dtype, after the checks that need to know its file."""
+    if block.ndim != 2 or block.shape[1] != plan.width:
+        raise ValueError(
+            f"{shard.name} gave a block of shape {block.shape}, expected (rows, {plan.width})"
+        )
+    if block.dtype.kind == "f":
+        # The sum is non-finite whenever a value is NaN or inf: one vectorized pass and
+        # no temporary the size of the block. Columns are searched only then.
+        if not np.isfinite(np.add.reduce(block, axis=None)):
+            _raise_non_finite(plan, block, shard, first_row)
+    for j, rule in plan.rules.items():
+        _check_rule(plan.column_names[j], block[:, j], rule, shard, first_row)
+    dtype = plan.stage_dtype
+    if dtype.kind in "iub":
+        info = np.iinfo(dtype) if dtype.kind != "b" else None
+        if info is not None and block.size and (block.min() < info.min or block.max() > info.max):
+            j = int(np.flatnonzero(((block < info.min) | (block > info.max)).any(axis=0))[0])
+            raise ValueError(
+                f"{shard.name}: column {plan.column_names[j]!r} holds values outside the range of "
+                f"{dtype} ({info.min} to {info.max})"
+            )
+    return block.astype(dtype, copy=False)
+
+
+def _check_rule(
+    name: str, column: np.ndarray, rule: LabelRule, shard: Shard, first_row: int
+) -> None:
+    fraction = column != np.round(column)
+    if fraction.any():
+        r = int(np.argmax(fraction))
+        raise ValueError(
+            f"{shard.name}: column {name!r} holds non-whole numbers "
+            f"({float(column[r])!r} at row {first_row + r} of the shard), which cannot go into {rule.feeds}"
+        )
+    if (rule.low == -math.inf and rule.high == math.inf) or not len(column):
+        return
+    outside = (column < rule.low) | (column > rule.high)
+    if outside.any():
+        r = int(np.argmax(outside))
+        raise ValueError(
+            f"{shard.name}: column {name!r} holds {float(column[r])!r} at row {first_row + r} of the "
+            f"shard, outside the support of {rule.feeds}, which takes {rule.describe()}"
+        )
+
+
+def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int) -> None:
+    for j in range(block.shape[1]):
+        bad = ~np.isfinite(block[:, j])
+        if bad.any():
+            row = first_row + int(np.argmax(bad))
+            kind = "NaN" if np.isnan(block[:, j]).any() else "inf"
+            raise ValueError(
+                f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} {kind} value(s), "
+                f"first at row {row} of the shard. Missing values cannot be fed to a model: fill "
+                "missing features with the DataLoader's transform= (e.g. transform=lambda x: "
+                "np.nan_to_num(x, nan=0.0) where 0 means 'absent'), and drop rows with missing "
+                "labels from the data before streaming it; a filled label is a made-up observation."
+            )
+    # The sum overflowed but every value is finite: nothing to report.

@@ -1,0 +1,378 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Delimited text files parsed incrementally by pyarrow: :func:`csv_source`."""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from pymc.variational.streaming.arrow import (
+    encode_categories,
+    record_batch_to_array,
+    resolve_categorical,
+    sorted_levels,
+)
+from pymc.variational.streaming.datasets import IterableDataset, Shard, is_count, select_columns
+from pymc.variational.streaming.files import (
+    display_path,
+    is_fork_safe,
+    read_error,
+    redact,
+    resolve_files,
+)
+from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
+
+__all__ = ["CSVSource", "csv_source"]
+
+_CSV_COLUMN = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
+_BINARY_MAGIC = {b"PAR1": "a parquet file: read it with parquet_source", b"\x89HDF": "an HDF5 file"}
+
+
+class _Checksum:
+    """A read-only file wrapper that keeps a CRC-32 of every byte read through it."""
+
+    def __init__(self, fh):
+        self.fh, self.crc, self.size = fh, 0, 0
+        self.closed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.fh.read(n)
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CSVSource(IterableDataset):
+    """Delimited text files read incrementally by pyarrow.
+
+    Create it with :func:`csv_source`.
+    """
+
+    def __init__(
+        self,
+        path,
+        columns=None,
+        delimiter=",",
+        header=True,
+        column_names=None,
+        storage_options=None,
+        num_rows=None,
+        block_bytes=1 << 22,
+        retry=None,
+        categorical=None,
+    ):
+        self.retry = as_retry_policy(retry)
+        self.fs, self.files = self.retry.call(
+            lambda: resolve_files(path, storage_options, (), "csv"),
+            f"csv_source({redact(str(path))!r})",
+        )
+        self.fork_safe = is_fork_safe(self.fs)
+        self.names = [display_path(self.fs, f) for f in self.files]
+        self.delimiter = delimiter
+        self.header = bool(header)
+        self.block_bytes = int(block_bytes)
+        self._text_columns: set[str] = set()
+        where = f"CSV file {self.names[0]!r}"
+        self._check_text(0)
+        header_names = self._read_header(0) if self.header or column_names is None else None
+        self._given_names = column_names is not None
+        self.column_names = list(column_names) if column_names is not None else header_names
+        if self.header and header_names is not None and len(header_names) != len(self.column_names):
+            raise ValueError(
+                f"column_names gives {len(self.column_names)} names, but the header of {where} "
+                f"has {len(header_names)} columns: {header_names}"
+            )
+        self.columns = select_columns(self.column_names, columns, where)
+        spec = resolve_categorical(categorical, self.columns, where)
+        self._text_columns = set(spec)
+        self.levels = self._find_levels(spec)
+        self.categories = {
+            name: np.asarray(levels.to_pylist(), dtype=object)
+            for name, levels in self.levels.items()
+        }
+        if num_rows is not None:
+            counts = self._given_counts(num_rows)
+            self.checksums = [None] * len(self.files)
+        else:
+            counted = [
+                self.retry.call(lambda i=i: self._count_rows(i), self.names[i])
+                for i in range(len(self.files))
+            ]
+            counts = [n for n, _ in counted]
+            self.checksums = [crc for _, crc in counted]
+        self._shards = [Shard(name, n, i) for i, (name, n) in enumerate(zip(self.names, counts))]
+
+    # --------------------------------------------------------------- construction
+    def _check_text(self, i: int) -> None:
+        """Refuse a binary file up front, rather than failing deep inside the parser."""
+        with self.fs.open(self.files[i], "rb", compression="infer") as fh:
+            head = fh.read(4096)
+        for magic, what in _BINARY_MAGIC.items():
+            if head.startswith(magic):
+                raise ValueError(f"CSV file {self.names[i]!r} is {what}, not delimited text")
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.start < len(head) - 4:  # not just a character cut by the 4 kB boundary
+                raise ValueError(
+                    f"CSV file {self.names[i]!r} is not UTF-8 text (byte {err.start} is "
+                    f"{head[err.start : err.start + 1]!r}); csv_source reads delimited text files"
+                ) from None
+
+    def _read_header(self, i: int) -> list[str]:
+        """Column names as the parser reads them: from the header, or f0, f1, ... without."""
+        with self._open_reader(i, names=None, columns=None, header_names=self.header) as reader:
+            names = reader.schema.names
+        if not names:
+            raise ValueError(f"CSV file {self.names[i]!r} is empty; expected a header line")
+        return names
+
+    def _given_counts(self, num_rows) -> list[int]:
+        if is_count(num_rows):
+            counts = [num_rows]
+        elif isinstance(num_rows, Sequence) and not isinstance(num_rows, str):
+            counts = list(num_rows)
+        else:
+            counts = None
+        if counts is None or len(counts) != len(self.files) or not all(is_count(n) for n in counts):
+            raise ValueError(
+                f"num_rows must give one count per file (csv_source reads {len(self.files)} "
+                f"file(s)), got {num_rows!r}"
+            )
+        return [int(n) for n in counts]
+
+    def _count_rows(self, i: int) -> tuple[int, int]:
+        """Rows of file ``i`` as the parser sees them (quoted line breaks are not rows), and a
+        CRC-32 of its bytes, in one pass that parses a single column."""
+        with self.fs.open(self.files[i], "rb", compression="infer") as raw:
+            fh = _Checksum(raw)
+            first = self.column_names[0]
+            with self._open_reader(
+                i, self._names_arg(), [first], fh=fh, types={first: pa.string()}
+            ) as reader:
+                rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], self.column_names))
+            while fh.read(1 << 20):  # bytes the parser left unread still belong to the checksum
+                pass
+        return rows, fh.crc
+
+    def _find_levels(self, spec: dict[str, list | None]) -> dict[str, pa.Array]:
+        """Levels of the categorical columns: given, or found by one scan of those columns."""
+        found: dict[str, set] = {name: set() for name, levels in spec.items() if levels is None}
+        for i in range(len(self.files)) if found else []:
+            with self._open_reader(i, self._names_arg(), list(found)) as reader:
+                for rb in _batches(reader, self.names[i], self.column_names):
+                    for name in found:
+                        found[name].update(pc.unique(rb.column(name)).to_pylist())
+        return {
+            name: pa.array(
+                [str(v) for v in given]
+                if given is not None
+                else sorted_levels(found[name] - {None}),
+                pa.string(),
+            )
+            for name, given in spec.items()
+        }
+
+    # --------------------------------------------------------------- reading
+    def _names_arg(self) -> list[str] | None:
+        """Names to give the parser: ours, unless they are the ones it generates itself."""
+        return self.column_names if (self._given_names or self.header) else None
+
+    def _open_reader(self, i, names, columns, fh=None, types=None, header_names=False):
+        """A pyarrow CSV reader of file ``i``; ``fh`` reads through a given file object."""
+        own = fh is None
+        if own:
+            fh = self.fs.open(self.files[i], "rb", compression="infer")
+        read_options = pa_csv.ReadOptions(
+            column_names=names,
+            autogenerate_column_names=names is None and not header_names,
+            skip_rows=1 if (self.header and names is not None) else 0,
+            block_size=self.block_bytes,
+            use_threads=False,
+        )
+        if types is None:
+            # Categorical columns are text, whatever they look like; the rest must be numbers.
+            types = {
+                c: pa.string() if c in self._text_columns else pa.float64() for c in columns or []
+            }
+        convert_options = pa_csv.ConvertOptions(include_columns=columns, column_types=types or None)
+        # Quoted values may hold line breaks (pandas writes them so): parse them as values.
+        parse_options = pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
+        try:
+            reader = pa_csv.open_csv(
+                fh,
+                read_options=read_options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
+        except pa.ArrowException as err:  # the first block is parsed on opening
+            if own:
+                fh.close()
+            raise ValueError(
+                _csv_error(err, self.names[i], getattr(self, "column_names", None))
+            ) from None
+        return _ClosingReader(reader, fh if own else None)
+
+    def read_shard(self, shard, dtype=np.float64):
+        try:
+            with self._open_reader(shard.key, self._names_arg(), self.columns) as reader:
+                for rb in _batches(reader, shard.name, self.column_names):
+                    yield record_batch_to_array(
+                        encode_categories(rb, self.levels, shard.name), dtype
+                    )
+        except ValueError:  # already names the file, line and column
+            raise
+        except Exception as err:
+            raise read_error(err, f"CSV file {shard.name!r}") from None
+
+    def fingerprint(self):
+        fp = super().fingerprint()
+        fp["files"] = [[s.num_rows, crc] for s, crc in zip(self._shards, self.checksums)]
+        fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
+        return fp
+
+    def shards(self):
+        return self._shards
+
+
+def _batches(reader, where: str, column_names: list[str] | None = None):
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowException as err:
+            raise ValueError(_csv_error(err, where, column_names)) from None
+
+
+def _csv_error(err: Exception, where: str, column_names: list[str] | None) -> str:
+    """pyarrow's CSV message with the column named rather than numbered."""
+    match = _CSV_COLUMN.search(str(err))
+    if match is None or column_names is None or int(match[1]) >= len(column_names):
+        return redact(f"CSV file {where!r}: {err}")
+    column = column_names[int(match[1])]
+    return redact(
+        f"CSV file {where!r}, line {match[2]}, column {column!r}: {match[3]}. Every selected "
+        "column must hold numbers; read text columns as categorical=[...] or leave them out "
+        "with columns=[...]"
+    )
+
+
+class _ClosingReader:
+    def __init__(self, reader, fh):
+        self.reader, self.fh = reader, fh
+        self.schema = reader.schema
+
+    def read_next_batch(self):
+        return self.reader.read_next_batch()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.fh is not None:
+            self.fh.close()
+
+
+def csv_source(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    columns: Sequence[str] | None = None,
+    delimiter: str = ",",
+    header: bool = True,
+    column_names: Sequence[str] | None = None,
+    storage_options: dict | None = None,
+    num_rows: int | Sequence[int] | None = None,
+    retry: RetryPolicy | int | None = None,
+    categorical: Sequence[str] | dict[str, Sequence] | None = None,
+) -> CSVSource:
+    """Stream rows from CSV or other delimited text files.
+
+    Each file is parsed incrementally by :func:`pyarrow.csv.open_csv`, a few MB at a time.
+    Compressed files (``.gz``, ``.bz2``, ...) are decompressed on the fly. Quoted values
+    may hold delimiters and line breaks, as pandas writes them.
+
+    Parameters
+    ----------
+    path : str, path-like or list of those
+        A file, a directory, a glob, a list of these, or an fsspec URL.
+    columns : list of str, optional
+        Columns to read, in row order. Defaults to every column. Every selected column is
+        parsed as a float; empty fields become NaN.
+    delimiter : str, default ","
+        Field separator, e.g. ``"\\t"`` for TSV.
+    header : bool, default True
+        Whether the first line of each file holds the column names.
+    column_names : list of str, optional
+        Names for the columns. Required to select columns by name in a file without a
+        header; with ``header=True`` it replaces the names in the header.
+    storage_options : dict, optional
+        Passed to :func:`fsspec.core.url_to_fs`.
+    num_rows : int or list of int, optional
+        Rows per file, when known. Otherwise each file is parsed once at construction
+        (one column, about 1 GB/s on local disk) to count its rows exactly and checksum
+        its bytes.
+    retry : RetryPolicy or int, optional
+        How transient read errors are retried, as in :func:`parquet_source`.
+    categorical : list of str or dict, optional
+        Columns read as text and delivered as integer codes, as in :func:`parquet_source`;
+        given levels are compared as text.
+
+    Returns
+    -------
+    CSVSource
+
+    Examples
+    --------
+    Criteo's click log is tab-separated, without a header:
+
+    .. code-block:: python
+
+        names = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
+        source = csv_source(
+            "criteo_dac_sample.tsv",
+            delimiter="\\t",
+            header=False,
+            column_names=names,
+            columns=[f"I{i}" for i in range(1, 14)] + ["label"],
+        )
+    """
+    return CSVSource(
+        path,
+        columns=columns,
+        delimiter=delimiter,
+        header=header,
+        column_names=column_names,
+        storage_options=storage_options,
+        num_rows=num_rows,
+        retry=retry,
+        categorical=categorical,
+    )

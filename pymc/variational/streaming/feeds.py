@@ -1,0 +1,307 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""The model's side of the data path: the ``pm.Data`` placeholders that a loader fills.
+
+A :class:`Feed` finds the placeholders, checks them against the loader (shapes,
+``total_size``), plans the checks of discrete likelihoods (whole numbers and support,
+done by the loader per block where the file is still known, or per batch when the
+column cannot be traced), and writes batches into the placeholders as cheaply as pymc
+allows.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+from collections.abc import Callable
+
+import numpy as np
+import pytensor.tensor as pt
+
+from pymc.model import Model
+from pymc.pytensorf import compile as pytensor_compile
+from pymc.variational.minibatch_rv import MinibatchRandomVariable
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.traversal import ancestors
+from pytensor.scalar import Cast
+from pytensor.tensor.basic import get_underlying_scalar_constant_value
+from pytensor.tensor.elemwise import Elemwise
+from pytensor.tensor.exceptions import NotScalarConstantError
+from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.subtensor import Subtensor, indices_from_subtensor
+
+from pymc.variational.streaming.blocks import LabelRule
+from pymc.variational.streaming.dataloader import DataLoader
+
+__all__ = ["Feed", "likelihood_of", "support_of"]
+
+# Lowest and highest value of discrete likelihoods, by the name of their RandomVariable.
+_SUPPORT = {
+    "bernoulli": (0, 1),
+    "poisson": (0, math.inf),
+    "negative_binomial": (0, math.inf),
+    "geometric": (1, math.inf),
+}
+
+
+def likelihood_of(rv) -> object:
+    """The distribution behind an observed variable, unwrapping ``total_size`` scaling."""
+    return rv.owner.inputs[0] if isinstance(rv.owner.op, MinibatchRandomVariable) else rv
+
+
+def _constant(x) -> float | None:
+    try:
+        return float(get_underlying_scalar_constant_value(x))
+    except NotScalarConstantError:
+        return None
+
+
+def support_of(rv) -> tuple[float, float] | None:
+    """``(lowest, highest)`` value of a discrete likelihood when known from its graph."""
+    base = likelihood_of(rv)
+    op = getattr(base.owner, "op", None)
+    if not isinstance(op, RandomVariable):
+        return None
+    name = op.name
+    if name in _SUPPORT:
+        return _SUPPORT[name]
+    params = op.dist_params(base.owner)
+    if name in ("binomial", "beta_binomial"):
+        n = _constant(params[0])
+        return (0, n if n is not None else math.inf)
+    if name == "categorical":
+        k = params[0].type.shape[-1]
+        return (0, k - 1) if k is not None else (0, math.inf)
+    return None
+
+
+class Feed:
+    """The ``pm.Data`` placeholders of ``model`` that ``loader`` fills.
+
+    Parameters
+    ----------
+    model : Model
+    loader : DataLoader
+    data_name : str or None
+        Name of the single placeholder, or None to fill one ``pm.Data`` per field.
+    """
+
+    def __init__(self, model: Model, loader: DataLoader, data_name: str | None):
+        self.model = model
+        self.loader = loader
+        fields = loader.fields
+        if fields is not None and data_name is not None:
+            raise ValueError(
+                f"the DataLoader has fields {list(fields)}, so the Trainer fills one pm.Data per "
+                f"field: pass data_name=None instead of data_name={data_name!r}"
+            )
+        if fields is None and data_name is None:
+            raise ValueError(
+                "data_name=None fills one pm.Data per field, but the DataLoader has no fields=; "
+                "pass data_name='<name of the pm.Data placeholder>'"
+            )
+        #: ``{name: shared variable}`` of every placeholder filled.
+        self.placeholders = {name: self._find(name) for name in (fields or [data_name])}
+        #: The single placeholder of a loader without fields (None with fields).
+        self.single = self.placeholders[data_name] if data_name is not None else None
+        for name, var in self.placeholders.items():
+            self._check_shape(var, loader.sample_shape if fields is None else fields.shapes[name])
+
+    # --------------------------------------------------------------- discovery and checks
+    def _find(self, name: str) -> SharedVariable:
+        data_names = [v.name for v in self.model.data_vars]
+        if not isinstance(name, str) or name not in data_names:
+            what = f"data_name={name!r}" if self.loader.fields is None else f"field {name!r}"
+            raise ValueError(
+                f"{what} is not a pm.Data variable of the model; the model's pm.Data "
+                f"variables are {data_names}. Create the placeholder with "
+                f"pm.Data({name!r}, np.zeros((batch_size, *sample_shape)))"
+            )
+        var = self.model[name]
+        if not isinstance(var, SharedVariable):
+            raise ValueError(f"pm.Data {name!r} is not a shared variable and cannot be refilled")
+        return var
+
+    def _check_shape(self, var: SharedVariable, row_shape: tuple[int, ...]) -> None:
+        loader = self.loader
+        value_shape = var.get_value(borrow=True).shape
+        expected = (loader.batch_size, *row_shape)
+        if len(value_shape) != len(expected) or tuple(value_shape[1:]) != row_shape:
+            source = "sample_shape" if loader.fields is None else f"field {var.name!r}"
+            raise ValueError(
+                f"pm.Data {var.name!r} has shape {value_shape}, but the loader's batches have shape "
+                f"(batch_size, *row shape) = {expected}. Create it as "
+                f"pm.Data({var.name!r}, np.zeros({expected})) or change the DataLoader's {source}"
+            )
+        static_rows = var.type.shape[0]
+        ragged = (
+            not loader.drop_last
+            and loader.num_rows is not None
+            and loader.num_rows % loader.batch_size
+        )
+        if static_rows is not None and (static_rows != loader.batch_size or ragged):
+            raise ValueError(
+                f"pm.Data {var.name!r} fixes its first dimension to {static_rows} (shape=...), but "
+                f"the loader yields batches of {loader.batch_size} rows and a last batch of "
+                f"{(loader.num_rows or 0) % loader.batch_size}. Leave the batch dimension "
+                "free (no shape= on pm.Data) or use drop_last=True"
+            )
+
+    def fed_observed(self) -> list:
+        """Observed variables whose likelihood depends on a placeholder."""
+        placeholders = set(self.placeholders.values())
+        return [
+            rv
+            for rv in self.model.observed_RVs
+            if placeholders & set(ancestors([rv, self.model.rvs_to_values[rv]]))
+        ]
+
+    def check_total_size(self) -> None:
+        """Warn about observed variables whose likelihood is not scaled to ``len(loader)``."""
+        n = self.loader.total_size
+        names = ", ".join(map(repr, self.placeholders))
+        for rv in self.fed_observed():
+            total = None
+            if isinstance(rv.owner.op, MinibatchRandomVariable):
+                total = _constant(rv.owner.inputs[1])
+            if total is None:
+                warnings.warn(
+                    f"observed variable {rv.name!r} is fed by pm.Data {names} but has "
+                    f"no total_size, so its likelihood is not scaled to the {n} rows of the data. "
+                    f"Pass total_size=len(loader) (= {n}) to {rv.name!r}.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            elif n is not None and int(total) != n:
+                warnings.warn(
+                    f"observed variable {rv.name!r} has total_size={int(total)}, but the loader holds "
+                    f"len(loader)={n} rows. Pass total_size=len(loader).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
+    # --------------------------------------------------------------- label checks
+    def label_rules(self) -> tuple[dict[int, LabelRule], list[tuple[str, Callable[[], bool], str]]]:
+        """How discrete likelihoods are checked.
+
+        Returns
+        -------
+        traced : dict
+            ``{loader column: LabelRule}`` for columns fed straight into a discrete
+            likelihood: the loader checks them on every block, naming the file and row.
+        untraced : list
+            ``(observed name, check, what it must hold)``: compiled checks, true when the
+            batch in the placeholders breaks the rule, for values computed from the data.
+        """
+        traced: dict[int, LabelRule] = {}
+        untraced = []
+        for rv in self.fed_observed():
+            value = self.model.rvs_to_values[rv]
+            if not value.dtype.startswith(("int", "uint")):
+                continue
+            low, high = support_of(rv) or (-math.inf, math.inf)
+            fed_by = ", ".join(f"pm.Data {name!r}" for name in self.placeholders)
+            rule = LabelRule(
+                f"observed variable {rv.name!r}, a discrete likelihood fed by {fed_by}", low, high
+            )
+            x = _uncast(value)
+            columns = self._traced_columns(x)
+            if columns is not None:
+                for column in columns:
+                    traced[column] = rule
+            elif x.dtype.startswith("float"):
+                bad = pt.any(pt.neq(x, pt.round(x)) | pt.lt(x, low) | pt.gt(x, high))
+                untraced.append((rv.name, pytensor_compile([], bad), rule.describe()))
+        return traced, untraced
+
+    def _loader_column(self, placeholder: SharedVariable, local: int) -> int:
+        fields = self.loader.fields
+        return local if fields is None else int(fields.index[placeholder.name][0][local])
+
+    def _traced_columns(self, x) -> list[int] | None:
+        """Loader columns that ``x`` reads, when it is a placeholder of single rows or a
+        constant column of one (``batch[:, 13]``); None when the graph is anything else."""
+        for placeholder in self.placeholders.values():
+            if x is placeholder and placeholder.ndim == 1:
+                return [self._loader_column(placeholder, 0)]
+            node = x.owner
+            if (
+                node is None
+                or not isinstance(node.op, Subtensor)
+                or node.inputs[0] is not placeholder
+            ):
+                continue
+            index = indices_from_subtensor(node.inputs[1:], node.op.idx_list)
+            if placeholder.ndim != 2 or len(index) != 2 or index[0] != slice(None):
+                return None
+            column = _constant(index[1])
+            if column is None:
+                return None
+            width = placeholder.get_value(borrow=True).shape[1]
+            return [self._loader_column(placeholder, int(column) % width)]
+        return None
+
+    # --------------------------------------------------------------- writing batches
+    @property
+    def dtype(self):
+        """dtype the loader should produce: the placeholder's, or a dict by field."""
+        if self.single is not None:
+            return self.single.dtype
+        return {name: var.dtype for name, var in self.placeholders.items()}
+
+    def setter(self) -> Callable:
+        """A function writing one batch into the placeholder(s), as cheap as possible."""
+        if self.single is not None:
+            return functools.partial(self.single.set_value, borrow=True)
+        setters = [(name, var.set_value) for name, var in self.placeholders.items()]
+
+        def feed(batch: dict) -> None:
+            for name, set_value in setters:
+                set_value(batch[name], borrow=True)
+
+        return feed
+
+    def cast(self, batch):
+        """A batch given by hand, in the placeholders' dtypes."""
+        if self.single is not None:
+            return np.asarray(batch, dtype=self.single.dtype)
+        return {
+            name: np.asarray(batch[name], dtype=var.dtype)
+            for name, var in self.placeholders.items()
+        }
+
+    def values(self) -> dict[str, np.ndarray]:
+        """What the placeholders hold now."""
+        return {name: var.get_value(borrow=True) for name, var in self.placeholders.items()}
+
+    def restore(self, values: dict[str, np.ndarray]) -> None:
+        """Put back what :meth:`values` returned."""
+        for name, var in self.placeholders.items():
+            var.set_value(values[name], borrow=True)
+
+    def detach(self) -> None:
+        """Give the placeholders their own copy of the batch they hold, so that none points
+        into a buffer that the loader will reuse."""
+        for var in self.placeholders.values():
+            var.set_value(var.get_value(borrow=True).copy(), borrow=True)
+
+
+def _uncast(x):
+    """The float input of a cast to integers (``observed=batch[:, 13]`` is cast so)."""
+    node = x.owner
+    if node is not None and isinstance(node.op, Elemwise) and isinstance(node.op.scalar_op, Cast):
+        return node.inputs[0]
+    return x

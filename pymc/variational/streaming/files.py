@@ -1,0 +1,203 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Finding files through fsspec, naming them safely, and translating read errors.
+
+Paths may be local files, directories, globs or any fsspec URL (``s3://``, ``hf://``,
+``http://``...). Everything shown to a user or stored (errors, warnings, shard names,
+fingerprints) goes through :func:`redact`, so that no password, token or signed query
+string ever leaves the process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import fsspec
+
+__all__ = [
+    "display_path",
+    "http_status",
+    "is_fork_safe",
+    "is_local",
+    "read_error",
+    "redact",
+    "register_secrets",
+    "resolve_files",
+]
+
+_GLOB_CHARS = ("*", "?", "[")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+# storage_options keys whose values are credentials, e.g. token, password, secret, key.
+_SECRET_KEY = re.compile(
+    r"token|secret|password|passwd|key|credential|auth|session|signature", re.I
+)
+# Environment variables that fsspec back ends read credentials from.
+_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+_MIN_SECRET_CHARS = 6  # shorter values would redact ordinary words
+_secrets: set[str] = set()
+
+
+def register_secrets(storage_options: Mapping | None) -> None:
+    """Remember the credential values of ``storage_options`` (and of the usual environment
+    variables) so that :func:`redact` blanks them wherever they appear."""
+    values = [os.environ.get(name) for name in _SECRET_ENV]
+
+    def collect(options) -> None:
+        for key, value in (options or {}).items():
+            if isinstance(value, Mapping):
+                collect(value)
+            elif isinstance(value, str) and _SECRET_KEY.search(str(key)):
+                values.append(value)
+
+    collect(storage_options)
+    _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_CHARS)
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" not in netloc and not parts.query:
+        return url  # nothing to hide; keep the URL exactly as written
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        netloc = f"{user.split(':', 1)[0]}:***@{host}" if ":" in user else f"***@{host}"
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str) -> str:
+    """``text`` with URL passwords, query strings and known credentials replaced by ``***``."""
+    text = _URL.sub(lambda m: _redact_url(m.group(0)), str(text))
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local filesystem."""
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def is_fork_safe(fs: fsspec.AbstractFileSystem) -> bool:
+    """fsspec's async filesystems (HTTP, S3, GCS, ...) refuse to run in a forked child."""
+    return not getattr(fs, "async_impl", False)
+
+
+def display_path(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """The path as the user would write it (with its protocol when remote), redacted."""
+    return redact(path if is_local(fs) else fs.unstrip_protocol(path))
+
+
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status an error carries: aiohttp's ``status``, or a response's ``status_code``
+    (requests, httpx, huggingface_hub)."""
+    for holder in (error, getattr(error, "response", None)):
+        for name in ("status", "status_code"):
+            status = getattr(holder, name, None)
+            if isinstance(status, int) and not isinstance(status, bool):
+                return status
+    return None
+
+
+def read_error(err: BaseException, where: str) -> Exception:
+    """A read failure as the error a user can act on, naming what failed."""
+    if isinstance(err, FileNotFoundError | PermissionError):
+        return type(err)(redact(f"{where}: {err}"))
+    status = http_status(err)
+    if status in (401, 403):
+        return PermissionError(
+            redact(
+                f"{where}: access refused (HTTP {status}); check the credentials in storage_options"
+            )
+        )
+    if status == 404:
+        return FileNotFoundError(redact(f"{where}: not found (HTTP 404)"))
+    return OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
+
+
+def resolve_files(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    storage_options: dict | None,
+    suffixes: tuple[str, ...],
+    kind: str,
+) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+    """Expand a file, directory, glob, list of those, or fsspec URL into sorted file paths.
+
+    Parameters
+    ----------
+    path : str, path-like or list of those
+    storage_options : dict, optional
+        Passed to :func:`fsspec.core.url_to_fs`.
+    suffixes : tuple of str
+        File endings that a directory is searched for; empty for any file.
+    kind : str
+        ``"parquet"`` or ``"csv"``, for error messages.
+    """
+    register_secrets(storage_options)
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if not paths:
+        raise ValueError(f"{kind}_source got an empty list of paths")
+    fs = None
+    files: list[str] = []
+    for p in paths:
+        p = os.fspath(p)
+        shown = redact(p)
+        p_fs, root = fsspec.core.url_to_fs(p, **(storage_options or {}))
+        if fs is None:
+            fs = p_fs
+        elif type(p_fs) is not type(fs):
+            raise ValueError(
+                f"{kind}_source: all paths must be on one filesystem; {shown!r} is not"
+            )
+        try:
+            files.extend(_expand(fs, root, shown, suffixes, kind))
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
+            raise read_error(err, f"{kind}_source path {shown!r}") from None
+    return fs, files
+
+
+def _expand(
+    fs: fsspec.AbstractFileSystem, root: str, shown: str, suffixes: tuple[str, ...], kind: str
+) -> list[str]:
+    """The files that one path stands for."""
+    if any(c in root for c in _GLOB_CHARS):
+        found = sorted(fs.glob(root))
+        if not found:
+            raise FileNotFoundError(f"{kind}_source: the pattern {shown!r} matches no file")
+        return [f for f in found if not fs.isdir(f)]
+    if fs.isdir(root):
+        found = sorted(
+            f
+            for f in fs.find(root)
+            if not os.path.basename(f).startswith((".", "_"))
+            and (not suffixes or f.lower().endswith(suffixes))
+        )
+        if not found:
+            raise FileNotFoundError(
+                f"{kind}_source: the directory {shown!r} holds no {' or '.join(suffixes)} file"
+            )
+        return found
+    if fs.exists(root):
+        return [root]
+    raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")

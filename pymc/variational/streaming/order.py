@@ -1,0 +1,143 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Which rows come when: the epoch plan, as pure functions of ``(seed, epoch)``.
+
+How rows are ordered in epoch ``e``:
+
+1. the shards are permuted with ``default_rng([seed, e])``;
+2. the rows of the shards, in that order, are cut into windows of ``window_rows`` rows
+   (``buffer_size`` rounded up to a multiple of ``batch_size``);
+3. window ``w`` is permuted with ``default_rng([seed, e, w])``;
+4. batch ``i`` is rows ``[i * batch_size, (i + 1) * batch_size)`` of the concatenated windows.
+
+Resuming at batch ``i`` therefore only needs the window that holds row ``i * batch_size``:
+no shuffle buffer is ever saved, and a producer in another process computes the same
+batches from the same :class:`ReadPlan`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pymc.variational.streaming.datasets import IterableDataset, Shard
+
+if TYPE_CHECKING:
+    from pymc.variational.streaming.blocks import LabelRule
+
+__all__ = ["ReadPlan", "shard_permutation", "take_rows", "window_permutation"]
+
+
+def shard_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which the ``n`` shards are read in ``epoch``."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def window_permutation(seed: int, epoch: int, window: int, n: int) -> np.ndarray:
+    """The order of the ``n`` rows of window ``window`` of ``epoch``."""
+    return np.random.default_rng([seed, epoch, window]).permutation(n)
+
+
+def take_rows(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = rows[index]``, gathering each row as one opaque item.
+
+    ``np.take(..., axis=0)`` copies a 2-D row element by element; viewing rows as single
+    void items makes it one memcpy per row, 3-4x faster for 14 float64 columns.
+    """
+    item = np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))
+    # mode="clip": with out= and the default mode="raise", numpy gathers into a temporary
+    # and copies it over (4x slower here). The indices are a permutation, always in range.
+    np.take(
+        np.ascontiguousarray(rows).view(item).ravel(),
+        index,
+        out=out.view(item).ravel(),
+        mode="clip",
+    )
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Everything needed to produce the windows of any epoch, and nothing more.
+
+    A :class:`~pymc.variational.streaming.DataLoader` makes one for each stream; producers
+    (on a thread or in a forked process) only ever see the plan.
+
+    Parameters
+    ----------
+    source : IterableDataset
+    shards : tuple of Shard
+        The source's shards in storage order.
+    batch_size, window_rows, width : int
+        Rows per batch, rows per shuffle window (a multiple of ``batch_size``), columns
+        per row after the transform.
+    column_names : tuple of str
+        Names of the columns after the transform, for error messages.
+    seed : int
+    shuffle, drop_last : bool
+    transform : callable or None
+    dtype : numpy.dtype
+        dtype of the windows handed out.
+    decode_dtype : numpy.dtype
+        dtype the source is asked to decode into.
+    stage_dtype : numpy.dtype
+        dtype the blocks are checked, cast and gathered in (narrower float files are
+        gathered in their own precision and cast once).
+    rules : dict
+        ``{column index: LabelRule}`` for columns that must hold whole numbers (in a range).
+    """
+
+    source: IterableDataset
+    shards: tuple[Shard, ...]
+    batch_size: int
+    window_rows: int
+    width: int
+    column_names: tuple[str, ...]
+    seed: int
+    shuffle: bool
+    drop_last: bool
+    transform: Callable[[np.ndarray], np.ndarray] | None
+    dtype: np.dtype
+    decode_dtype: np.dtype
+    stage_dtype: np.dtype
+    rules: Mapping[int, LabelRule] = field(default_factory=dict)
+
+    def shard_order(self, epoch: int) -> list[Shard]:
+        """The shards in the order ``epoch`` reads them."""
+        if not self.shuffle:
+            return list(self.shards)
+        return [self.shards[i] for i in shard_permutation(self.seed, epoch, len(self.shards))]
+
+    def window_order(self, epoch: int, window: int, n: int) -> np.ndarray | None:
+        """The row order of a window of ``n`` rows; None for storage order."""
+        return window_permutation(self.seed, epoch, window, n) if self.shuffle else None
+
+    @cached_property
+    def batches_per_epoch(self) -> int | None:
+        """Batches in one epoch, or None when a shard does not know its row count."""
+        counts = [s.num_rows for s in self.shards]
+        if any(n is None for n in counts):
+            return None
+        rows = sum(counts)
+        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+
+    def next_position(self, epoch: int, batch: int) -> tuple[int, int]:
+        """The position after batch ``batch`` of ``epoch``."""
+        per_epoch = self.batches_per_epoch
+        if per_epoch is not None and batch + 1 >= per_epoch:
+            return epoch + 1, 0
+        return epoch, batch + 1

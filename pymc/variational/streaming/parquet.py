@@ -1,0 +1,247 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Parquet files streamed row group by row group: :func:`parquet_source`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pymc.variational.streaming.arrow import (
+    check_numeric,
+    encode_categories,
+    record_batch_to_array,
+    resolve_categorical,
+    sorted_levels,
+)
+from pymc.variational.streaming.datasets import (
+    READ_BLOCK_ROWS,
+    IterableDataset,
+    Shard,
+    select_columns,
+)
+from pymc.variational.streaming.files import (
+    display_path,
+    is_fork_safe,
+    is_local,
+    read_error,
+    resolve_files,
+)
+from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
+
+__all__ = ["ParquetSource", "parquet_source"]
+
+SUFFIXES = (".parquet", ".parq", ".pq")
+
+
+def _footer_digest(metadata: pq.FileMetaData) -> str:
+    """A digest of a file's footer: schema, row groups, sizes and column statistics. It
+    changes with the content and not with the file's name or place."""
+    described = {"schema": str(metadata.schema), "footer": metadata.to_dict()}
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
+        :32
+    ]
+
+
+class ParquetSource(IterableDataset):
+    """Parquet files read row group by row group.
+
+    Create it with :func:`parquet_source`.
+    """
+
+    def __init__(self, path, columns=None, storage_options=None, retry=None, categorical=None):
+        self.retry = as_retry_policy(retry)
+        self.fs, self.files = self.retry.call(
+            lambda: resolve_files(path, storage_options, SUFFIXES, "parquet"), "parquet_source"
+        )
+        self.fork_safe = is_fork_safe(self.fs)
+        self.names = [display_path(self.fs, f) for f in self.files]
+        self.metadata: list[pq.FileMetaData] = []
+        self.sizes: list[int] = []
+        spec: dict = {}
+        file_types: set[pa.DataType] = set()
+        for f, name in zip(self.files, self.names):
+            where = f"parquet file {name!r}"
+            try:
+                metadata, size = self.retry.call(lambda f=f: self._read_footer(f), where)
+            except pa.ArrowException as err:
+                raise ValueError(f"{where} is not a readable parquet file: {err}") from err
+            except Exception as err:
+                raise read_error(err, where) from None
+            schema = metadata.schema.to_arrow_schema()
+            if not self.metadata:
+                self.columns = select_columns(schema.names, columns, where)
+                spec = resolve_categorical(categorical, self.columns, where)
+            self.metadata.append(metadata)
+            self.sizes.append(size)
+            for c in self.columns:
+                if c not in schema.names:
+                    raise KeyError(
+                        f"{where} has no column {c!r}, which {self.names[0]!r} has; "
+                        f"available columns: {schema.names}"
+                    )
+                if c not in spec:
+                    check_numeric(schema.field(c), where)
+            file_types.update(schema.field(c).type for c in self.columns)
+        if len(file_types) == 1 and pa.types.is_floating(next(iter(file_types))) and not spec:
+            self.native_dtype = np.dtype(next(iter(file_types)).to_pandas_dtype())
+        self.levels = self._find_levels(spec)
+        self.categories = {
+            name: np.asarray(
+                levels.to_pylist(), dtype=object if pa.types.is_string(levels.type) else None
+            )
+            for name, levels in self.levels.items()
+        }
+        self._shards = [
+            Shard(f"{name} (row group {rg})", md.row_group(rg).num_rows, (i, rg))
+            for i, (name, md) in enumerate(zip(self.names, self.metadata))
+            for rg in range(md.num_row_groups)
+            if md.row_group(rg).num_rows
+        ]
+
+    def _find_levels(self, spec: dict[str, list | None]) -> dict[str, pa.Array]:
+        """Levels of the categorical columns: given, or found by one scan of those columns."""
+        found: dict[str, set] = {name: set() for name, levels in spec.items() if levels is None}
+        for i, name in enumerate(self.names if found else []):
+            table = self.retry.call(
+                lambda i=i: self._open(i).read(columns=list(found), use_threads=False),
+                f"parquet file {name!r}",
+            )
+            for column in found:
+                found[column].update(pc.unique(table[column].combine_chunks()).to_pylist())
+        return {
+            column: pa.array(given if given is not None else sorted_levels(found[column] - {None}))
+            for column, given in spec.items()
+        }
+
+    def _read_footer(self, path: str) -> tuple[pq.FileMetaData, int]:
+        with self.fs.open(path, "rb") as fh:
+            metadata = pq.ParquetFile(fh).metadata
+            return metadata, fh.seek(0, os.SEEK_END)
+
+    def shards(self) -> list[Shard]:
+        return self._shards
+
+    def _open(self, file_index: int) -> pq.ParquetFile:
+        f = self.files[file_index]
+        # Local files go through Arrow's native reader; the footer is reused, not re-read.
+        source = f if is_local(self.fs) else self.fs.open(f, "rb")
+        return pq.ParquetFile(source, metadata=self.metadata[file_index])
+
+    def read_shard(self, shard, dtype=np.float64):
+        file_index, rg = shard.key
+        try:
+            pf = self._open(file_index)
+            # One decoding thread: Arrow's pool would compete with the step for the 2nd core,
+            # and measured slower (5.3M against 9.0M rows/s on snappy files).
+            batches = pf.iter_batches(
+                batch_size=READ_BLOCK_ROWS, row_groups=[rg], columns=self.columns, use_threads=False
+            )
+            for rb in batches:
+                yield record_batch_to_array(encode_categories(rb, self.levels, shard.name), dtype)
+        except pa.ArrowException as err:
+            raise OSError(f"reading parquet {shard.name} failed: {err}") from err
+        except ValueError:  # our own, already naming the shard (e.g. an unknown level)
+            raise
+        except Exception as err:
+            raise read_error(err, f"parquet {shard.name}") from None
+
+    def fingerprint(self):
+        fp = super().fingerprint()
+        fp["files"] = [
+            [md.num_rows, size, _footer_digest(md)] for md, size in zip(self.metadata, self.sizes)
+        ]
+        fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
+        return fp
+
+
+def parquet_source(
+    path: str | os.PathLike | Sequence[str | os.PathLike],
+    columns: Sequence[str] | None = None,
+    storage_options: dict | None = None,
+    retry: RetryPolicy | int | None = None,
+    categorical: Sequence[str] | dict[str, Sequence] | None = None,
+) -> ParquetSource:
+    """Stream rows from parquet files.
+
+    Only the footers are read at construction, for the schema and the row count. Rows are
+    then decoded one row group at a time with :meth:`pyarrow.parquet.ParquetFile.iter_batches`,
+    so memory does not depend on the size of the data.
+
+    Parameters
+    ----------
+    path : str, path-like or list of those
+        A file, a directory (every ``*.parquet`` file below it, in sorted order), a glob
+        such as ``"data/part-*.parquet"``, a list of any of these, or an fsspec URL such as
+        ``"s3://bucket/criteo/"`` or ``"hf://datasets/user/repo/data/"``.
+    columns : list of str, optional
+        Columns to read, in the order they appear in each row. Defaults to every column.
+        Columns must be numeric; nulls are read as NaN.
+    storage_options : dict, optional
+        Passed to :func:`fsspec.core.url_to_fs`, e.g. credentials for object storage.
+        Credentials never appear in errors, logs, ``repr``, state dicts or checkpoints.
+    retry : RetryPolicy or int, optional
+        How transient errors (5xx and 429 answers, dropped connections, timeouts) are
+        retried; an int is a number of tries. Defaults to 4 tries with exponential backoff
+        from 0.5 s. Missing files and refused permissions fail at once.
+    categorical : list of str or dict, optional
+        Columns delivered as integer codes ``0 .. n_levels - 1``, e.g. group labels for a
+        hierarchical model. The codes are the same in every shard and epoch: the levels
+        are sorted, and found by one scan of those columns at construction, or given as a
+        dict ``{column: levels}``. ``source.categories[column]`` (also
+        ``loader.categories``) lists them in code order. A level missing from the given
+        ones raises an error naming it.
+
+    Returns
+    -------
+    ParquetSource
+
+    Notes
+    -----
+    Row groups are the shards that the loader shuffles, so many moderate row groups
+    (about 10^5 rows) shuffle better than one huge one.
+
+    Examples
+    --------
+    .. code-block:: python
+
+        from pymc.variational.streaming import DataLoader, parquet_source
+
+        source = parquet_source("criteo/", columns=[f"I{i}" for i in range(1, 14)] + ["label"])
+        loader = DataLoader(source, batch_size=4096)
+        len(loader)  # the number of rows, read from the footers
+
+    Remote stores work through fsspec: object storage (``pip install s3fs``), HTTP
+    (``pip install "pymc-streaming[http]"``) or the Hugging Face Hub
+    (``pip install "pymc-streaming[hf]"``, which registers ``hf://``):
+
+    .. code-block:: python
+
+        source = parquet_source("s3://my-bucket/criteo/", storage_options={"anon": False})
+        source = parquet_source("hf://datasets/criteo/CriteoClickLogs/day_0/*.parquet")
+        source = parquet_source(
+            "hf://datasets/me/private-clicks/data/", storage_options={"token": "hf_..."}
+        )
+    """
+    return ParquetSource(
+        path, columns=columns, storage_options=storage_options, retry=retry, categorical=categorical
+    )
