@@ -115,9 +115,8 @@ def time_ceiling(X, y, steps):
 
 def loader_vs_scan(path):
     """Rows/s of a raw parquet scan, and of one shuffled epoch of the DataLoader's batches."""
-    from pymc.variational.streaming.arrow import record_batch_to_array
-
     from pymc.variational.streaming import DataLoader, parquet_source
+    from pymc.variational.streaming.arrow import record_batch_to_array
 
     files = parquet_source(path).files
     t = time.perf_counter()
