@@ -27,16 +27,19 @@ from pymc.variational.streaming.arrays import ArraySource, array_source
 from pymc.variational.streaming.csv import CSVSource, csv_source
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.optimization import default_optimizer
 from pymc.variational.streaming.parquet import ParquetSource, parquet_source
 from pymc.variational.streaming.prefetch import BatchIterator
 from pymc.variational.streaming.retry import RetryPolicy
-from pymc.variational.streaming.trainer import Trainer, TrainerState, default_optimizer
+from pymc.variational.streaming.stats import ColumnStats, column_stats
+from pymc.variational.streaming.trainer import Trainer, TrainerState
 from pymc.variational.streaming.validation import EarlyStopping, HeldOutScore
 
 __all__ = [
     "ArraySource",
     "BatchIterator",
     "CSVSource",
+    "ColumnStats",
     "DataLoader",
     "EarlyStopping",
     "HeldOutScore",
@@ -47,6 +50,7 @@ __all__ = [
     "Trainer",
     "TrainerState",
     "array_source",
+    "column_stats",
     "csv_source",
     "default_optimizer",
     "parquet_source",

@@ -21,6 +21,7 @@ is done by a producer of :mod:`~pymc.variational.streaming.prefetch` that receiv
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import secrets
@@ -380,6 +381,7 @@ class DataLoader:
         rules: Mapping[int, LabelRule] | None = None,
         seed: int | None = None,
         epochs: int | None = None,
+        storage_order: bool = False,
     ) -> BatchIterator:
         """Batches from a position on, epoch after epoch without end by default.
 
@@ -407,8 +409,13 @@ class DataLoader:
             Shuffle seed; defaults to :meth:`resolve_seed`.
         epochs : int, optional
             Stop after this many epochs (the first one counted whole).
+        storage_order : bool, default False
+            Every row once per epoch in storage order, whatever ``shuffle`` and
+            ``drop_last`` say: for prediction and scoring.
         """
         plan = self.plan(dtype, rules, seed)
+        if storage_order:
+            plan = dataclasses.replace(plan, shuffle=False, drop_last=False)
         epoch, batch = start
         return BatchIterator(
             plan,

@@ -41,6 +41,7 @@ from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
 from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.subtensor import Subtensor, indices_from_subtensor
 
 from pymc.variational.streaming.blocks import LabelRule
@@ -254,6 +255,39 @@ class Feed:
             return [self._loader_column(placeholder, int(column) % width)]
         return None
 
+    def columns_read(self, outputs) -> dict[str, set[int] | None]:
+        """Which columns of each placeholder ``outputs`` depend on: ``{name: columns}``,
+        with None for "all of them, or cannot tell" and an empty set for "none".
+
+        A matrix placeholder read through constant columns or slices (``batch[:, 13]``,
+        ``batch[:, :13]``) gives those columns.
+        """
+        graph = set(ancestors(outputs))
+        consumers: dict = {}
+        for var in graph:
+            for inp in var.owner.inputs if var.owner is not None else ():
+                consumers.setdefault(inp, set()).add(var.owner.op)
+        used: dict[str, set[int] | None] = {}
+        for name, placeholder in self.placeholders.items():
+            if placeholder not in graph:
+                used[name] = set()
+                continue
+            width = placeholder.get_value(borrow=True).shape[1] if placeholder.ndim == 2 else 1
+            columns: set[int] | None = set()
+            for var in graph:
+                node = var.owner
+                if node is None or placeholder not in node.inputs or var is not node.outputs[0]:
+                    continue
+                if all(isinstance(op, Shape | Shape_i) for op in consumers.get(var, ())):
+                    continue  # only the number of rows is read (a likelihood's size)
+                picked = _subtensor_columns(node, placeholder, width)
+                if picked is None:
+                    columns = None
+                    break
+                columns |= picked
+            used[name] = columns
+        return used
+
     # --------------------------------------------------------------- writing batches
     @property
     def dtype(self):
@@ -292,11 +326,33 @@ class Feed:
         for name, var in self.placeholders.items():
             var.set_value(values[name], borrow=True)
 
-    def detach(self) -> None:
-        """Give the placeholders their own copy of the batch they hold, so that none points
-        into a buffer that the loader will reuse."""
-        for var in self.placeholders.values():
-            var.set_value(var.get_value(borrow=True).copy(), borrow=True)
+
+def _subtensor_columns(node, placeholder, width: int) -> set[int] | None:
+    """The columns a node reads of a matrix placeholder when it is ``placeholder[:, c]`` or
+    ``placeholder[:, a:b]`` with constants; None otherwise."""
+    if (
+        not isinstance(node.op, Subtensor)
+        or node.inputs[0] is not placeholder
+        or placeholder.ndim != 2
+    ):
+        return None
+    index = indices_from_subtensor(node.inputs[1:], node.op.idx_list)
+    if len(index) != 2 or index[0] != slice(None):
+        return None
+    second = index[1]
+    if isinstance(second, slice):
+        bounds = [
+            None if b is None else _constant(b) for b in (second.start, second.stop, second.step)
+        ]
+        if any(
+            b is None and v is not None
+            for b, v in zip(bounds, (second.start, second.stop, second.step))
+        ):
+            return None
+        start, stop, step = (None if b is None else int(b) for b in bounds)
+        return set(range(width)[slice(start, stop, step)])
+    column = _constant(second)
+    return None if column is None else {int(column) % width}
 
 
 def _uncast(x):

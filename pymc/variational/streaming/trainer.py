@@ -24,11 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pymc.model import Model, modelcontext
+from pymc.model import Model
 from pymc.variational.approximations import Approximation
-from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
-
-import pymc as pm
+from pymc.variational.inference import Inference
 
 from pymc.variational.streaming.checkpoint import (
     check_variables,
@@ -38,40 +36,18 @@ from pymc.variational.streaming.checkpoint import (
 )
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
+from pymc.variational.streaming.optimization import Optimization, make_inference
+from pymc.variational.streaming.predict import predict
 from pymc.variational.streaming.prefetch import BatchIterator
 from pymc.variational.streaming.progress import ProgressBar
-from pymc.variational.streaming.validation import EarlyStopping, HeldOutScore
+from pymc.variational.streaming.validation import EarlyStopping, Validation
 
-__all__ = ["Trainer", "TrainerState", "default_optimizer"]
+__all__ = ["Trainer", "TrainerState"]
 
 logger = logging.getLogger("pymc")
 
-_METHODS = {"advi": ADVI, "fullrank_advi": FullRankADVI, "svgd": SVGD, "asvgd": ASVGD}
-_STEP_KWARGS = {
-    "obj_n_mc",
-    "tf_n_mc",
-    "obj_optimizer",
-    "test_optimizer",
-    "more_obj_params",
-    "more_tf_params",
-    "more_updates",
-    "total_grad_norm_constraint",
-    "compile_kwargs",
-    "more_replacements",
-}
 # Parameters are copied this often, so that a NaN can roll back to finite values.
 _SNAPSHOT_EVERY = 100
-
-
-def default_optimizer(learning_rate: float = 0.01):
-    """Adam at ``learning_rate=0.01``, the Trainer's default ``obj_optimizer``.
-
-    ``pm.fit``'s default, ``adagrad_window`` at ``1e-3``, moves an intercept too slowly
-    for click data: on Criteo-like rows (intercept near -3.5) it is still near -0.4 after
-    5,000 steps. Adam at 0.01 reaches the in-memory optimum within a few thousand steps of
-    batch 4096 (see ``benchmarks/criteo.py``).
-    """
-    return pm.adam(learning_rate=learning_rate)
 
 
 class TrainerState(NamedTuple):
@@ -80,20 +56,6 @@ class TrainerState(NamedTuple):
     step: int
     epoch: int
     batch: int
-
-
-def _is_positive_int(x) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool) and x > 0
-
-
-def _resolve_model(model: Model | None) -> Model:
-    try:
-        return modelcontext(model)
-    except TypeError as err:
-        raise TypeError(
-            "Trainer needs a PyMC model: create the Trainer inside `with pm.Model() as model:` "
-            "or pass model=model"
-        ) from err
 
 
 class Trainer:
@@ -196,26 +158,16 @@ class Trainer:
                 "Trainer needs dataloader=DataLoader(...), got "
                 f"{type(dataloader).__name__ if dataloader is not None else 'nothing'}"
             )
-        unknown = set(kwargs) - _STEP_KWARGS
-        if unknown:
-            raise TypeError(
-                f"Trainer got unexpected keyword argument(s) {sorted(unknown)}; step options are "
-                f"{sorted(_STEP_KWARGS)}, and options of the inference class go in inf_kwargs="
-            )
         self.dataloader = dataloader
         self.data_name = data_name
         self.progressbar = progressbar
-        self.inference = self._make_inference(method, model, random_seed, inf_kwargs, start)
+        self.inference = make_inference(method, model, random_seed, inf_kwargs, start)
+        self.optimization = Optimization(self.inference, kwargs)
+        self.score = self.optimization.score
         self.model = self.inference.approx.model
         self.feed = Feed(self.model, dataloader, data_name)
         self.feed.check_total_size()
         self._label_rules, self._untraced_labels = self.feed.label_rules()
-        self._step_kwargs = dict(kwargs)
-        self._step_kwargs.setdefault("obj_optimizer", default_optimizer())
-        if isinstance(self.inference, ASVGD):
-            self._step_kwargs.setdefault("obj_n_mc", 500)  # as ASVGD.fit does
-        self.score = bool(self.inference.objective.op.returns_loss)
-        self._step_fn = None
         #: Seed of the order of the batches (see ``DataLoader.resolve_seed``).
         self.data_seed = dataloader.resolve_seed(random_seed)
         self._steps_done = 0
@@ -223,62 +175,29 @@ class Trainer:
         self._snapshot: tuple[int, list[np.ndarray]] | None = None
         #: Why the last fit stopped before its ``n`` steps, or None.
         self.stop_reason: str | None = None
-        self._setup_validation(val_dataloader, val_check_interval, val_draws, early_stopping)
-
-    def _make_inference(self, method, model, random_seed, inf_kwargs, start) -> Inference:
-        if isinstance(method, Inference):
-            return method
-        if not isinstance(method, str) or method not in _METHODS:
-            raise ValueError(
-                f"method must be one of {sorted(_METHODS)} or an Inference instance, got {method!r}"
-            )
-        inf_kwargs = dict(inf_kwargs or {})
-        if random_seed is not None:
-            inf_kwargs["random_seed"] = random_seed
-        if start is not None:
-            inf_kwargs["start"] = start
-        return _METHODS[method](model=_resolve_model(model), **inf_kwargs)
-
-    def _setup_validation(self, val_dataloader, interval, draws, early_stopping) -> None:
-        if not _is_positive_int(interval):
-            raise ValueError(
-                f"val_check_interval must be a positive number of steps, got {interval!r}"
-            )
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError(
-                f"early_stopping must be an EarlyStopping, got {type(early_stopping).__name__}"
-            )
-        self.val_check_interval = int(interval)
-        self.early_stopping = early_stopping
-        #: ``(step, held-out mean log predictive density)`` of every validation check.
-        self.val_history: list[tuple[int, float]] = []
-        self._held_out = (
-            HeldOutScore(self.approx, self.feed, val_dataloader, draws)
-            if val_dataloader is not None
-            else None
+        self.validation = Validation(
+            self.approx,
+            self.feed,
+            val_dataloader,
+            val_check_interval,
+            val_draws,
+            early_stopping,
+            self.score,
         )
-        self._event_periods = [self.val_check_interval] if self._held_out is not None else []
-        self._loss_epoch_steps = 0
-        if early_stopping is None:
-            return
-        if early_stopping.monitor == "val_lpd" and self._held_out is None:
-            raise ValueError('EarlyStopping(monitor="val_lpd") needs a val_dataloader')
-        if early_stopping.monitor == "loss":
-            if not self.score:
-                raise ValueError(
-                    f'EarlyStopping(monitor="loss"): {type(self.inference).__name__} reports no loss'
-                )
-            if self.dataloader.batches_per_epoch is None:
-                raise ValueError(
-                    'EarlyStopping(monitor="loss") needs a loader that knows its number of rows'
-                )
-            self._loss_epoch_steps = self.dataloader.batches_per_epoch
-            self._event_periods.append(self._loss_epoch_steps)
 
     # ------------------------------------------------------------------ public state
     @property
     def approx(self) -> Approximation:
         return self.inference.approx
+
+    @property
+    def val_history(self) -> list[tuple[int, float]]:
+        """``(step, held-out mean log predictive density)`` of every validation check."""
+        return self.validation.history
+
+    @property
+    def early_stopping(self) -> EarlyStopping | None:
+        return self.validation.early_stopping
 
     @property
     def placeholders(self) -> dict:
@@ -291,18 +210,11 @@ class Trainer:
 
     def compile(self):
         """Compile the variational step (done once; the optimizer state lives in it)."""
-        if self._step_fn is None:
-            self._step_fn = self.inference.objective.step_function(
-                score=self.score, **self._step_kwargs
-            )
-        return self._step_fn
+        return self.optimization.compile()
 
     # ------------------------------------------------------------------ checkpoints
     def _state_variables(self) -> list:
-        """Every shared variable the step updates or reads, but the data placeholders:
-        variational parameters, optimizer state and random generators, in graph order."""
-        placeholders = set(self.feed.placeholders.values())
-        return [v for v in self.compile().get_shared() if v not in placeholders]
+        return self.optimization.state_variables(self.feed.placeholders.values())
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """Write everything needed to continue this fit exactly into one ``.npz`` file.
@@ -323,10 +235,7 @@ class Trainer:
             "position": list(self._position),
             "data_seed": self.data_seed,
             "loader": self.dataloader.state_dict(),
-            "val_history": self.val_history,
-            "early_stopping": self.early_stopping.state_dict()
-            if self.early_stopping is not None
-            else None,
+            "validation": self.validation.state_dict(),
         }
         write_checkpoint(
             path, self._state_variables(), meta, {"hist": np.asarray(self.inference.hist)}
@@ -353,10 +262,59 @@ class Trainer:
         self.data_seed = int(meta["data_seed"])
         self.inference.hist = extra["hist"]
         self.approx.hist = self.inference.hist
-        self.val_history = [(int(s), float(v)) for s, v in meta["val_history"]]
-        if self.early_stopping is not None and meta["early_stopping"] is not None:
-            self.early_stopping.load_state_dict(meta["early_stopping"])
+        self.validation.load_state_dict(meta["validation"])
         self._snapshot = None
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        dataloader: DataLoader,
+        var_names: str | Sequence[str],
+        draws: int = 100,
+        random_seed: int | None = None,
+        out: str | os.PathLike | None = None,
+    ) -> dict[str, np.ndarray] | str:
+        """Posterior predictive means and sds for every row of ``dataloader``, in one pass.
+
+        Each batch is written into the placeholders, ``draws`` draws of the fitted
+        approximation are taken, and for every name in ``var_names`` the mean and sd over
+        the draws of its expected value are kept: for an observed variable, the mean of
+        its likelihood (the click probability of a Bernoulli, the rate of a Poisson); for
+        a ``pm.Deterministic``, its value. Memory does not grow with the number of rows
+        when ``out`` is given.
+
+        Parameters
+        ----------
+        dataloader : DataLoader
+            The rows to predict for, read once in storage order (its ``shuffle`` and
+            ``drop_last`` do not apply). Columns (or fields) are matched to the
+            Trainer's by name; those the predictions do not read, such as labels, may be
+            missing and are filled with zeros.
+        var_names : str or list of str
+            Observed variables or deterministics of the model that have one value per row.
+        draws : int, default 100
+            Posterior draws per batch.
+        random_seed : int, optional
+            Seed of the draws.
+        out : str or path-like, optional
+            Write the predictions to this parquet file, batch by batch (columns ``name``
+            and ``name_sd``), instead of returning them. The file appears only once
+            complete.
+
+        Returns
+        -------
+        dict or str
+            ``{name: means, name + "_sd": sds}``, arrays with one entry per row in
+            storage order; or the path written.
+
+        Examples
+        --------
+        .. code-block:: python
+
+            new_rows = DataLoader(parquet_source("new/", columns=features), batch_size=65536)
+            trainer.predict(new_rows, var_names="click", out="click-probabilities.parquet")
+        """
+        return predict(self.approx, self.feed, dataloader, var_names, draws, random_seed, out)
 
     # ------------------------------------------------------------------ stepping
     def _check_untraced_labels(self) -> None:
@@ -431,6 +389,9 @@ class Trainer:
         )
         self.stop_reason = None
         self._done_in_loop = self._fetched = 0
+        # Put back after the fit: a short last batch would not match the placeholder's
+        # coordinates (pm.Data(..., dims=...)), and no buffer of the stream may stay in it.
+        original = self.feed.values()
         try:
             with ProgressBar(show, n, self.dataloader.batch_size, self.score) as bar:
                 self._loop(step_fn, stream, losses, list(callbacks or []), bar, n)
@@ -443,7 +404,7 @@ class Trainer:
             self.stop_reason = f"interrupted at step {self._steps_done:,d}"
             logger.info(f"Interrupted at step {self._steps_done:,d}; the fit keeps what it learned")
         finally:
-            self.feed.detach()  # no placeholder may point into a buffer the stream reuses
+            self.feed.restore(original)
             stream.close()
             self._record(losses[: self._done_in_loop])
             # The last batch fetched but never stepped on is the next one to use.
@@ -491,18 +452,13 @@ class Trainer:
                 self._check_params_finite(step - 1, i)
             self._snapshot = (step, [p.get_value() for p in self.approx.params])
             bar.update(i + 1, losses, i)
-        if self._held_out is not None and step % self.val_check_interval == 0:
-            value = self._held_out()
-            self.val_history.append((step, value))
+        value = self.validation.on_step(
+            step, lambda k: np.concatenate([self.inference.hist, losses[: i + 1]])[-k:]
+        )
+        if value is not None:
             bar.show_val(value)
-            if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
-                self.early_stopping.update(value, step)
-        epoch = self._loss_epoch_steps
-        if epoch and step % epoch == 0:
-            recent = np.concatenate([self.inference.hist, losses[: i + 1]])[-epoch:]
-            self.early_stopping.update(float(np.mean(recent)), step)
         due = [i + _SNAPSHOT_EVERY - i % _SNAPSHOT_EVERY]
-        for period in self._event_periods:
+        for period in self.validation.periods:
             due.append(i + period - step % period)
         return min(due)
 

@@ -19,6 +19,7 @@ import math
 
 from collections.abc import Callable
 
+import numpy as np
 import pytensor.tensor as pt
 
 from pymc.pytensorf import compile as pytensor_compile
@@ -28,7 +29,7 @@ import pymc as pm
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed, likelihood_of
 
-__all__ = ["EarlyStopping", "HeldOutScore"]
+__all__ = ["EarlyStopping", "HeldOutScore", "Validation"]
 
 
 class HeldOutScore:
@@ -151,3 +152,98 @@ class EarlyStopping:
                 f"early stopping at step {step:,d}: {self.monitor} has not improved on {self.best:.6g} "
                 f"by more than {self.tolerance:g} (relative) for {self.patience} checks"
             )
+
+
+class Validation:
+    """The checks a Trainer runs every few steps: held-out score and early stopping.
+
+    Parameters
+    ----------
+    approx : Approximation
+    feed : Feed
+    val_dataloader : DataLoader, optional
+    interval : int
+        Steps between held-out checks.
+    draws : int
+        Posterior draws per held-out check.
+    early_stopping : EarlyStopping, optional
+    reports_loss : bool
+        Whether the inference method reports a loss (``monitor="loss"`` needs one).
+    """
+
+    def __init__(
+        self,
+        approx,
+        feed: Feed,
+        val_dataloader,
+        interval,
+        draws,
+        early_stopping,
+        reports_loss: bool,
+    ):
+        if not (
+            isinstance(interval, int | np.integer)
+            and not isinstance(interval, bool)
+            and interval > 0
+        ):
+            raise ValueError(
+                f"val_check_interval must be a positive number of steps, got {interval!r}"
+            )
+        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+            raise TypeError(
+                f"early_stopping must be an EarlyStopping, got {type(early_stopping).__name__}"
+            )
+        self.interval = int(interval)
+        self.early_stopping = early_stopping
+        #: ``(step, held-out mean log predictive density)`` of every check.
+        self.history: list[tuple[int, float]] = []
+        self.held_out = (
+            HeldOutScore(approx, feed, val_dataloader, draws)
+            if val_dataloader is not None
+            else None
+        )
+        #: Steps between events: held-out checks, epoch ends for ``monitor="loss"``.
+        self.periods = [self.interval] if self.held_out is not None else []
+        self.epoch_steps = 0
+        if early_stopping is None:
+            return
+        if early_stopping.monitor == "val_lpd" and self.held_out is None:
+            raise ValueError('EarlyStopping(monitor="val_lpd") needs a val_dataloader')
+        if early_stopping.monitor == "loss":
+            if not reports_loss:
+                raise ValueError(
+                    'EarlyStopping(monitor="loss") needs a method that reports a loss (ADVI)'
+                )
+            if feed.loader.batches_per_epoch is None:
+                raise ValueError(
+                    'EarlyStopping(monitor="loss") needs a loader that knows its number of rows'
+                )
+            self.epoch_steps = feed.loader.batches_per_epoch
+            self.periods.append(self.epoch_steps)
+
+    def on_step(self, step: int, recent_losses: Callable[[int], np.ndarray]) -> float | None:
+        """Run the checks due after ``step``; returns the held-out score when one was taken.
+
+        ``recent_losses(k)`` gives the last ``k`` recorded losses. Raises
+        ``StopIteration`` when early stopping ends the fit.
+        """
+        value = None
+        if self.held_out is not None and step % self.interval == 0:
+            value = self.held_out()
+            self.history.append((step, value))
+            if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
+                self.early_stopping.update(value, step)
+        if self.epoch_steps and step % self.epoch_steps == 0:
+            self.early_stopping.update(float(np.mean(recent_losses(self.epoch_steps))), step)
+        return value
+
+    def state_dict(self) -> dict:
+        """The history and the early-stopping state, for a checkpoint."""
+        stopping = self.early_stopping.state_dict() if self.early_stopping is not None else None
+        return {"history": self.history, "early_stopping": stopping}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict`."""
+        self.history = [(int(s), float(v)) for s, v in state["history"]]
+        if self.early_stopping is not None and state["early_stopping"] is not None:
+            self.early_stopping.load_state_dict(state["early_stopping"])
