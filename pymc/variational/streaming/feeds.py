@@ -278,7 +278,9 @@ class Feed:
                 node = var.owner
                 if node is None or placeholder not in node.inputs or var is not node.outputs[0]:
                     continue
-                if all(isinstance(op, Shape | Shape_i) for op in consumers.get(var, ())):
+                if isinstance(node.op, Shape | Shape_i) or all(
+                    isinstance(op, Shape | Shape_i) for op in consumers.get(var, ())
+                ):
                     continue  # only the number of rows is read (a likelihood's size)
                 picked = _subtensor_columns(node, placeholder, width)
                 if picked is None:

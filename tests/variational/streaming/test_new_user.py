@@ -1,0 +1,354 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""What a new user hits, tried the way users do it: pandas-written CSV, pyarrow-default
+parquet, the common PyMC idioms and the common mistakes."""
+
+import logging
+import shutil
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import pymc as pm
+
+from pymc.variational.streaming import (
+    DataLoader,
+    EarlyStopping,
+    Trainer,
+    array_source,
+    column_stats,
+    csv_source,
+    parquet_source,
+)
+
+
+def click_rows(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    logit = -1.0 + X @ np.array([0.8, -0.5, 0.3])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    return X, y
+
+
+def write_default_parquet(folder, frame, files=2):
+    """As pandas and pyarrow write it: snappy, dictionary pages, default row groups."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        pq.write_table(
+            pa.Table.from_pandas(frame.iloc[part], preserve_index=False),
+            folder / f"part-{k}.parquet",
+        )
+    return folder
+
+
+def click_model(loader, width=4):
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=width)
+        batch = pm.Data("batch", np.zeros((loader.batch_size, width)))
+        logit = b[0] + pm.math.dot(batch[:, : width - 1], b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=batch[:, width - 1], total_size=len(loader))
+    return model
+
+
+# ----------------------------------------------------------------------------- silent wrong answers
+
+
+def test_pandas_csv_with_line_breaks_in_a_text_column(tmp_path):
+    n = 5000
+    X, y = click_rows(n)
+    notes = ["said:\n'hello, world'" if i % 10 == 0 else "plain" for i in range(n)]
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "note": notes, "label": y})
+    frame.to_csv(tmp_path / "clicks.csv", index=False)
+    loader = DataLoader(
+        csv_source(tmp_path / "clicks.csv", columns=["a", "b", "c", "label"]), batch_size=512
+    )
+    assert len(loader) == n
+    rows = np.concatenate(list(loader))  # a whole epoch: no "data changed" error
+    assert len(rows) == n
+    order = np.argsort(rows[:, 0])
+    np.testing.assert_allclose(rows[order], np.column_stack([X, y])[np.argsort(X[:, 0])])
+
+
+@pytest.mark.parametrize(
+    "label, family, match",
+    [
+        (
+            2.0,
+            "bernoulli",
+            r"holds 2\.0 at row 37 of the shard, outside the support of observed variable 'y'.*from 0 to 1",
+        ),
+        (
+            -1.0,
+            "poisson",
+            r"holds -1\.0 at row 37 of the shard, outside the support of observed variable 'y'.*>= 0",
+        ),
+    ],
+)
+def test_labels_outside_the_support_name_the_file_and_row(tmp_path, label, family, match):
+    X, y = click_rows(2000)
+    y[1037] = label  # row 37 of the second file
+    path = write_default_parquet(tmp_path / "d", pd.DataFrame({"x": X[:, 0], "y": y}))
+    loader = DataLoader(parquet_source(path), batch_size=100, seed=0)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0, 1, shape=2)
+        batch = pm.Data("batch", np.zeros((100, 2)))
+        if family == "bernoulli":
+            pm.Bernoulli(
+                "y", logit_p=b[0] + b[1] * batch[:, 0], observed=batch[:, 1], total_size=len(loader)
+            )
+        else:
+            pm.Poisson(
+                "y",
+                pm.math.exp(b[0] + b[1] * batch[:, 0]),
+                observed=batch[:, 1],
+                total_size=len(loader),
+            )
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    with pytest.raises(ValueError, match=r"part-1\.parquet.*column 'y' " + match):
+        trainer.fit(100)
+
+
+def test_an_impossible_row_with_an_unknown_support_stops_the_fit():
+    # Binomial with a fitted n: the support's upper end is not a constant, so no block
+    # check knows it; the infinite loss is reported instead of being averaged away.
+    rows = np.column_stack([np.full(1000, 3.0)])
+    rows[500, 0] = 40.0
+    loader = DataLoader(
+        array_source(rows, columns=["k"]), batch_size=100, sample_shape=(), shuffle=False
+    )
+    with pm.Model() as model:
+        n = pm.Data("n", 10)
+        p = pm.Beta("p", 2, 2)
+        batch = pm.Data("batch", np.zeros(100))
+        pm.Binomial("k", n=n * 1, p=p, observed=batch, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    with pytest.raises(
+        ValueError, match=r"loss at step 5 is infinite.*outside its likelihood's support"
+    ):
+        trainer.fit(20)
+    assert trainer.state.step == 5 and len(trainer.approx.hist) == 5
+    assert np.isfinite(trainer.approx.hist).all()
+
+
+def test_missing_labels_are_not_advised_to_be_filled(tmp_path):
+    X, y = click_rows(1000)
+    y[10] = np.nan
+    frame = pd.DataFrame({"a": X[:, 0], "label": y})
+    path = write_default_parquet(tmp_path / "d", frame, files=1)
+    loader = DataLoader(parquet_source(path), batch_size=100)
+    with pytest.raises(
+        ValueError, match=r"column 'label' holds 1 NaN value\(s\), first at row 10"
+    ) as info:
+        list(loader)
+    message = str(info.value)
+    assert "drop rows with missing labels" in message and "made-up observation" in message
+
+
+def test_global_standardization_differs_from_per_block(tmp_path):
+    # Two files on different scales: a transform standardizing each block would give every
+    # file mean 0; global statistics keep the difference between them.
+    rng = np.random.default_rng(1)
+    first, second = rng.normal(0.0, 1.0, 3000), rng.normal(5.0, 2.0, 3000)
+    path = write_default_parquet(
+        tmp_path / "d", pd.DataFrame({"x": np.r_[first, second], "y": 1.0})
+    )
+    stats = column_stats(parquet_source(path))
+    both = np.r_[first, second]
+    np.testing.assert_allclose([stats.mean[0], stats.sd[0]], [both.mean(), both.std()], rtol=1e-12)
+    assert stats.count.tolist() == [6000, 6000] and stats.missing.tolist() == [0, 0]
+    loader = DataLoader(
+        parquet_source(path), batch_size=1000, shuffle=False, transform=stats.standardizer(["x"])
+    )
+    rows = np.concatenate(list(loader))
+    np.testing.assert_allclose(rows[:, 0], (both - both.mean()) / both.std())
+    np.testing.assert_array_equal(rows[:, 1], 1.0)  # the label is left alone
+    assert rows[:3000, 0].mean() < -0.8 and rows[3000:, 0].mean() > 0.8
+
+
+# ----------------------------------------------------------------------------- traps
+
+
+def test_dims_on_the_placeholder_survive_a_short_last_batch():
+    X, y = click_rows(1030)
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=100, seed=0)
+    with pm.Model(coords={"row": np.arange(100), "column": ["a", "b", "c", "label"]}) as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=4)
+        batch = pm.Data("batch", np.zeros((100, 4)), dims=("row", "column"))
+        pm.Bernoulli(
+            "click",
+            logit_p=b[0] + pm.math.dot(batch[:, :3], b[1:]),
+            observed=batch[:, 3],
+            total_size=len(loader),
+        )
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    trainer.fit(11)  # the 11th batch holds 30 rows
+    assert trainer.state == (11, 1, 0)
+    idata = trainer.approx.sample(50)
+    assert idata.posterior["b"].shape == (1, 50, 4)
+    assert model["batch"].get_value().shape == (100, 4)
+
+
+def test_for_batch_in_loader_is_one_epoch():
+    data = np.arange(1000.0)[:, None]
+    loader = DataLoader(array_source(data, shard_rows=128), batch_size=64, seed=5)
+    first = np.concatenate(list(loader))[:, 0]
+    second = np.concatenate([b for b in loader])[:, 0]
+    np.testing.assert_array_equal(np.sort(first), np.arange(1000))
+    np.testing.assert_array_equal(np.sort(second), np.arange(1000))
+    assert not np.array_equal(first, second)  # each iteration is the next epoch
+    np.testing.assert_array_equal(first, np.concatenate(list(loader.iter_epoch(0)))[:, 0])
+    assert loader.epoch == 2
+
+
+def test_peeking_at_the_loader_does_not_change_the_fit():
+    def fit(peek):
+        X, y = click_rows(3000)
+        loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=200, seed=4)
+        if peek:
+            next(iter(loader))
+            list(loader)
+        trainer = Trainer(
+            dataloader=loader, model=click_model(loader), random_seed=2, progressbar=False
+        )
+        return trainer.fit(40).hist
+
+    np.testing.assert_array_equal(fit(peek=False), fit(peek=True))
+
+
+def test_the_loader_as_first_argument_is_explained():
+    X, y = click_rows(100)
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=10)
+    with click_model(loader):
+        with pytest.raises(
+            TypeError, match=r"first argument is the method.*Trainer\(dataloader=loader\)"
+        ):
+            Trainer(loader)
+
+
+def test_one_random_seed_makes_the_whole_fit_reproducible():
+    def fit(random_seed):
+        X, y = click_rows(3000)
+        loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=200)  # no seed
+        trainer = Trainer(
+            dataloader=loader, model=click_model(loader), random_seed=random_seed, progressbar=False
+        )
+        approx = trainer.fit(60)
+        return approx.hist, approx.mean.eval()
+
+    (h1, m1), (h2, m2), (h3, _) = fit(1), fit(1), fit(2)
+    np.testing.assert_array_equal(h1, h2)
+    np.testing.assert_array_equal(m1, m2)
+    assert not np.array_equal(h1, h3)
+
+
+def test_a_checkpoint_resumes_on_data_that_moved(tmp_path):
+    X, y = click_rows(4000)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "label": y})
+    old = write_default_parquet(tmp_path / "old", frame)
+
+    def trainer_on(path):
+        loader = DataLoader(parquet_source(path), batch_size=256, seed=1)
+        return Trainer(
+            dataloader=loader, model=click_model(loader), random_seed=3, progressbar=False
+        )
+
+    reference = trainer_on(old).fit(60).hist
+    first = trainer_on(old)
+    first.fit(30)
+    first.save_checkpoint(tmp_path / "fit.npz")
+    new = shutil.move(old, tmp_path / "moved")
+    resumed = trainer_on(new).fit(30, ckpt_path=tmp_path / "fit.npz")
+    np.testing.assert_array_equal(resumed.hist, reference)
+    # Changed content is refused, saying what changed, once.
+    frame.loc[5, "a"] = 99.0
+    write_default_parquet(tmp_path / "changed", frame)
+    with pytest.raises(ValueError, match=r"saved on different data: files: item 0 was") as info:
+        trainer_on(tmp_path / "changed").fit(30, ckpt_path=tmp_path / "fit.npz")
+    assert str(info.value).count("item 0") == 1
+
+
+def test_a_missing_checkpoint_says_how_to_start_fresh(tmp_path):
+    X, y = click_rows(100)
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=10)
+    trainer = Trainer(dataloader=loader, model=click_model(loader), progressbar=False)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"does not exist.*ckpt_path=path if os.path.exists\(path\) else None",
+    ):
+        trainer.fit(5, ckpt_path=tmp_path / "nope.npz")
+
+
+def test_early_stopping_says_so_and_its_state_survives_a_checkpoint(tmp_path, caplog):
+    X, y = click_rows(6000)
+    data = np.column_stack([X, y])
+
+    def make():
+        train = DataLoader(array_source(data[:5000]), batch_size=500, seed=0)
+        val = DataLoader(array_source(data[5000:]), batch_size=500, shuffle=False)
+        return Trainer(
+            dataloader=train,
+            model=click_model(train),
+            random_seed=1,
+            progressbar=False,
+            val_dataloader=val,
+            val_check_interval=20,
+            val_draws=20,
+            early_stopping=EarlyStopping("val_lpd", tolerance=10.0, patience=3),
+        )
+
+    trainer = make()
+    trainer.fit(40)  # checks at 20 (best) and 40 (one without improvement)
+    trainer.save_checkpoint(tmp_path / "fit.npz")
+    resumed = make()
+    with caplog.at_level(logging.INFO, logger="pymc"):
+        resumed.fit(1000, ckpt_path=tmp_path / "fit.npz")
+    # Two more checks end it: the one before the checkpoint counted.
+    assert resumed.state.step == 80
+    assert [s for s, _ in resumed.val_history] == [20, 40, 60, 80]
+    assert resumed.val_history[:2] == trainer.val_history
+    assert "early stopping at step 80" in resumed.stop_reason
+    assert "early stopping at step 80" in caplog.text
+
+
+def test_short_batches_record_their_loss_on_the_scale_of_full_ones():
+    X, y = click_rows(4099)  # the last batch of each epoch holds 3 rows
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=256, shuffle=False)
+    trainer = Trainer(
+        dataloader=loader, model=click_model(loader), random_seed=1, progressbar=False
+    )
+    hist = trainer.fit(16 * 30).hist
+    short = hist[16::17][10:]  # late epochs, the optimizer settled
+    full = np.delete(hist, np.s_[16::17])[-200:]
+    assert len(short) == 18
+    assert 0.3 < np.median(short) / np.median(full) < 3.0
+
+
+def test_errors_point_at_the_fix(tmp_path):
+    path = write_default_parquet(
+        tmp_path / "d", pd.DataFrame({"x": [1.0, 2.0], "city": ["a", "b"]}), files=1
+    )
+    with pytest.raises(
+        ValueError, match=r"part-0\.parquet' is a parquet file: read it with parquet_source"
+    ):
+        csv_source(path / "part-0.parquet")
+    with pytest.raises(
+        TypeError, match=r"column 'city' has type (large_)?string.*categorical=\['city'\]"
+    ):
+        parquet_source(path)
+    source = parquet_source(path, categorical=["city"])
+    loader = DataLoader(source, batch_size=2, fields={"X": ["x"], "g": "city"})
+    assert "fields={'X': (1,), 'g': ()}" in repr(loader) and "sample_shape" not in repr(loader)

@@ -1,0 +1,162 @@
+#   Copyright 2026 - present The PyMC Developers
+#
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+#   You may obtain a copy of the License at
+#
+#       http://www.apache.org/licenses/LICENSE-2.0
+#
+#   Unless required by applicable law or agreed to in writing, software
+#   distributed under the License is distributed on an "AS IS" BASIS,
+#   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+#   See the License for the specific language governing permissions and
+#   limitations under the License.
+"""Trainer.predict: posterior predictive means over streamed rows, in storage order."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import pymc as pm
+
+from pymc.variational.streaming import DataLoader, Trainer, array_source, parquet_source
+
+COLUMNS = ["a", "b", "c", "label"]
+
+
+def click_rows(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    logit = -1.0 + X @ np.array([0.8, -0.5, 0.3])
+    return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = click_rows(20_000)
+    loader = DataLoader(
+        array_source(np.column_stack([X, y]), columns=COLUMNS), batch_size=500, seed=0
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=4)
+        batch = pm.Data("batch", np.zeros((500, 4)))
+        logit = b[0] + pm.math.dot(batch[:, :3], b[1:])
+        pm.Deterministic("logit", logit)
+        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 3], total_size=len(loader))
+    trainer = Trainer(
+        dataloader=loader,
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        obj_optimizer=pm.adam(learning_rate=0.02),
+    )
+    trainer.fit(4000)
+    return trainer
+
+
+def new_rows(n=1234, seed=7):
+    return np.random.default_rng(seed).normal(size=(n, 3))
+
+
+def test_predictions_match_the_fitted_posterior(fitted):
+    X = new_rows()
+    loader = DataLoader(
+        array_source(X, columns=COLUMNS[:3], shard_rows=300), batch_size=100, seed=3
+    )
+    out = fitted.predict(loader, ["click", "logit"], draws=400, random_seed=2)
+    assert sorted(out) == ["click", "click_sd", "logit", "logit_sd"]
+    assert all(v.shape == (1234,) for v in out.values())
+    mean, sd = fitted.approx.mean.eval(), fitted.approx.std.eval()
+    design = np.column_stack([np.ones(len(X)), X])
+    # Mean-field ADVI: the logit is normal with this mean and sd; rows in storage order
+    # although the loader shuffles.
+    logit_mean, logit_sd = design @ mean, np.sqrt((design**2) @ sd**2)
+    mc = logit_sd / np.sqrt(400)
+    assert np.all(np.abs(out["logit"] - logit_mean) < 5 * mc)
+    np.testing.assert_allclose(out["logit_sd"], logit_sd, rtol=0.25)
+    p = 1 / (1 + np.exp(-logit_mean))
+    np.testing.assert_allclose(out["click"], p, atol=5 * (p * (1 - p) * mc).max() + 1e-4)
+    np.testing.assert_allclose(out["click_sd"], p * (1 - p) * logit_sd, rtol=0.3)
+
+
+def test_predictions_written_to_parquet_equal_those_returned(fitted, tmp_path):
+    X = new_rows(3000)
+    loader = DataLoader(array_source(X, columns=COLUMNS[:3]), batch_size=256)
+    returned = fitted.predict(loader, "click", draws=50, random_seed=5)
+    path = fitted.predict(loader, "click", draws=50, random_seed=5, out=tmp_path / "p.parquet")
+    table = pq.read_table(path)
+    assert table.column_names == ["click", "click_sd"] and table.num_rows == 3000
+    np.testing.assert_array_equal(table["click"].to_numpy(), returned["click"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.parquet"]
+
+
+def test_an_error_half_way_leaves_no_file(fitted, tmp_path):
+    X = new_rows(1000)
+    X[900, 1] = np.nan
+    pq.write_table(
+        pa.table({c: X[:, j] for j, c in enumerate(COLUMNS[:3])}), tmp_path / "new.parquet"
+    )
+    loader = DataLoader(parquet_source(tmp_path / "new.parquet"), batch_size=100)
+    with pytest.raises(ValueError, match=r"column 'b' holds 1 NaN"):
+        fitted.predict(loader, "click", out=tmp_path / "p.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.parquet"]
+    # The training batch placeholder holds what it held before.
+    assert fitted.model["batch"].get_value().shape == (500, 4)
+
+
+def test_labels_may_be_given_or_missing_but_read_columns_may_not(fitted):
+    X = new_rows(500)
+    with_labels = DataLoader(
+        array_source(np.column_stack([X, np.zeros(500)]), columns=COLUMNS), batch_size=100
+    )
+    without = DataLoader(array_source(X, columns=COLUMNS[:3]), batch_size=100)
+    a = fitted.predict(with_labels, "click", draws=30, random_seed=1)
+    b = fitted.predict(without, "click", draws=30, random_seed=1)
+    np.testing.assert_array_equal(a["click"], b["click"])
+    reordered = DataLoader(array_source(X[:, ::-1], columns=COLUMNS[:3][::-1]), batch_size=100)
+    np.testing.assert_array_equal(
+        fitted.predict(reordered, "click", draws=30, random_seed=1)["click"], a["click"]
+    )
+    short = DataLoader(array_source(X[:, :2], columns=["a", "b"]), batch_size=100)
+    with pytest.raises(ValueError, match=r"no column 'c', which the predictions read"):
+        fitted.predict(short, "click")
+    with pytest.raises(ValueError, match=r"'b' does not depend on the data"):
+        fitted.predict(without, "b")
+    with pytest.raises(KeyError, match=r"no variable 'clicks'"):
+        fitted.predict(without, "clicks")
+
+
+def test_fields_predict_without_the_label_field():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8000, 2))
+    counts = rng.poisson(np.exp(0.5 + x @ np.array([0.4, -0.3])))
+    data = np.column_stack([x, counts])
+    loader = DataLoader(
+        array_source(data, columns=["x1", "x2", "n"]),
+        batch_size=400,
+        fields={"X": ["x1", "x2"], "y": "n"},
+        seed=0,
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.0, shape=3)
+        X = pm.Data("X", np.zeros((400, 2)))
+        y = pm.Data("y", np.zeros(400, dtype="int64"))
+        pm.Poisson(
+            "n", pm.math.exp(b[0] + pm.math.dot(X, b[1:])), observed=y, total_size=len(loader)
+        )
+    trainer = Trainer(
+        dataloader=loader,
+        data_name=None,
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        obj_optimizer=pm.adam(learning_rate=0.02),
+    )
+    trainer.fit(3000)
+    new = DataLoader(
+        array_source(x[:700], columns=["x1", "x2"]), batch_size=128, fields={"X": ["x1", "x2"]}
+    )
+    rate = trainer.predict(new, "n", draws=200, random_seed=0)["n"]
+    mean = trainer.approx.mean.eval()
+    np.testing.assert_allclose(rate, np.exp(mean[0] + x[:700] @ mean[1:]), rtol=0.02)
