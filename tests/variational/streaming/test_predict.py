@@ -160,3 +160,27 @@ def test_fields_predict_without_the_label_field():
     rate = trainer.predict(new, "n", draws=200, random_seed=0)["n"]
     mean = trainer.approx.mean.eval()
     np.testing.assert_allclose(rate, np.exp(mean[0] + x[:700] @ mean[1:]), rtol=0.02)
+
+
+def test_the_in_memory_path_agrees(fitted):
+    # For rows that fit in memory, PyMC's own way: set the placeholder, sample the
+    # posterior predictive. Its click frequencies agree with predict's probabilities.
+    X = new_rows(60)
+    streamed = fitted.predict(
+        DataLoader(array_source(X, columns=COLUMNS[:3]), batch_size=25),
+        "click",
+        draws=400,
+        random_seed=1,
+    )["click"]
+    with fitted.model:
+        pm.set_data({"batch": np.column_stack([X, np.zeros(60)])})
+        idata = pm.sample_posterior_predictive(
+            fitted.approx.sample(2000, random_seed=2),
+            var_names=["click"],
+            random_seed=3,
+            progressbar=False,
+        )
+        pm.set_data({"batch": np.zeros((500, 4))})
+    frequency = idata.posterior_predictive["click"].values.reshape(-1, 60).mean(axis=0)
+    bound = 5 * np.sqrt(streamed * (1 - streamed) / 2000) + 0.01
+    assert np.all(np.abs(frequency - streamed) < bound)
