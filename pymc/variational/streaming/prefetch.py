@@ -30,6 +30,7 @@ its position; nothing flows back to the loader.
 
 from __future__ import annotations
 
+import gc
 import mmap
 import multiprocessing
 import queue
@@ -201,7 +202,13 @@ class ProcessProducer:
             daemon=True,
             name="pymc-prefetch",
         )
-        self.process.start()
+        # Objects the child never changes stay on shared pages: the cyclic collector would
+        # otherwise write to every one of them in the child, copying the parent's heap.
+        gc.freeze()
+        try:
+            self.process.start()
+        finally:
+            gc.unfreeze()
         free_out.close()
         ready_in.close()
 
@@ -220,7 +227,10 @@ class ProcessProducer:
         return epoch, index, self.slots[k][start:stop], k
 
     def release(self, k: int) -> None:
-        self.free.send(k)
+        try:
+            self.free.send(k)
+        except BrokenPipeError:
+            pass  # the worker produced its last epoch and left: nothing waits for the slot
 
     def close(self) -> None:
         self.free.close()

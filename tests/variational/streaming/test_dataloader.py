@@ -12,10 +12,13 @@
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
 import itertools
+import multiprocessing
+import subprocess
+import sys
 import threading
-import tracemalloc
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -201,30 +204,59 @@ def write_parquet_rows(path, n, files=4):
         )
 
 
-def peak_traced_bytes(loader, batches):
-    tracemalloc.start()
-    try:
-        with loader.iterate(prefetch=0) as it:
-            for _ in range(batches):
-                next(it)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+MEMORY_SCRIPT = """
+import sys, tracemalloc
+import psutil
+from pymc.variational.streaming import DataLoader, parquet_source
+
+path, workers, prefetch, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def tree_pss():
+    me = psutil.Process()
+    return sum(p.memory_full_info().pss for p in [me, *me.children(recursive=True)])
+
+loader = DataLoader(parquet_source(path), batch_size=1000, buffer_size=window, seed=0,
+                    workers=workers, prefetch=prefetch)
+base = peak = tree_pss()
+tracemalloc.start()  # numpy reports its buffers: every window and batch of this process
+with loader.iterate(epochs=2) as batches:
+    for i, batch in enumerate(batches):
+        if i % 10 == 0:
+            peak = max(peak, tree_pss())
+print(peak - base, tracemalloc.get_traced_memory()[1])
+"""
 
 
-def test_memory_is_bounded_by_the_buffer_not_by_n(tmp_path):
-    # numpy reports its buffers to tracemalloc, so the peak covers every window and batch.
-    W = 20_000
-    peaks = {}
-    for n in (80_000, 320_000):
-        write_parquet_rows(tmp_path / str(n), n)
-        loader = DataLoader(
-            parquet_source(tmp_path / str(n)), batch_size=1000, buffer_size=W, seed=0
-        )
-        peaks[n] = peak_traced_bytes(loader, 2 * n // 1000)  # two epochs
+def memory_of_two_epochs(path, workers, prefetch, window):
+    """``(peak PSS increase of the process tree, peak numpy bytes of this process)``."""
+    run = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(path), str(workers), str(prefetch), str(window)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    tree, traced = map(int, run.stdout.split())
+    return tree, traced
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
+def test_memory_is_bounded_by_the_windows_not_by_n(tmp_path, workers):
+    # Each run in a fresh process: the PSS of the whole tree (the forked producer and the
+    # shared window slots included, Arrow's and the allocators' memory too) must not grow
+    # with the data; the loader's own buffers stay within the documented prefetch + 4.
+    W, prefetch = 20_000, 2
     window_bytes = W * 14 * 8
-    assert peaks[320_000] < 6 * window_bytes
-    assert peaks[320_000] < 1.25 * peaks[80_000]
+    runs = {}
+    for n in (80_000, 640_000):
+        write_parquet_rows(tmp_path / str(n), n)
+        runs[n] = memory_of_two_epochs(tmp_path / str(n), workers, prefetch, W)
+    (small, small_traced), (large, large_traced) = runs[80_000], runs[640_000]
+    # Holding the extra 560,000 rows would take 28 windows; allocators vary by about 3.
+    assert large < small + 6 * window_bytes, (small / window_bytes, large / window_bytes)
+    if workers == 0:
+        assert large_traced <= (prefetch + 4) * window_bytes, large_traced / window_bytes
+        assert large_traced < small_traced + window_bytes
 
 
 def test_float32_batches_decode_without_loss(tmp_path):
@@ -324,17 +356,39 @@ def test_user_source_without_row_counts():
     assert [len(b) for b in got] == [4] * 7 + [2] + [4]
 
 
-def pymc_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("pymc-")]
+def started_by(action):
+    """The threads and child processes that ``action()`` started, alive or not."""
+    threads, children = set(threading.enumerate()), {p.pid for p in psutil.Process().children()}
+    result = action()
+    new_threads = [t for t in threading.enumerate() if t not in threads]
+    new_children = [p for p in psutil.Process().children() if p.pid not in children]
+    return result, new_threads, new_children
 
 
-def test_prefetch_threads_stop_on_close():
-    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, prefetch=2)
-    it = iter(loader)
-    next(it)
-    assert "pymc-prefetch" in [t.name for t in pymc_threads()]
+@pytest.mark.parametrize(
+    "kwargs, names",
+    [
+        ({"prefetch": 2, "workers": 0}, {"pymc-prefetch", "pymc-decode"}),
+        ({"workers": 1}, set()),
+    ],
+    ids=["thread", "process"],
+)
+def test_producers_stop_and_are_reaped_on_close(kwargs, names):
+    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, **kwargs)
+
+    def start():
+        it = loader.iterate()
+        next(it)
+        return it
+
+    it, threads, children = started_by(start)
+    assert {t.name for t in threads} == names
+    assert len(children) == kwargs.get("workers", 0)
     it.close()
-    assert pymc_threads() == []
+    assert not any(t.is_alive() for t in threads)
+    for child in children:  # reaped: no zombie left behind
+        assert not psutil.pid_exists(child.pid) or child.status() != psutil.STATUS_ZOMBIE
+    assert not [p for p in multiprocessing.active_children() if p.name == "pymc-prefetch"]
 
 
 @pytest.mark.parametrize(
@@ -408,3 +462,29 @@ def test_fields_check_their_columns_and_dtypes():
         match=r"array rows 0:10: column 'label' holds non-whole numbers \(0.5 at row 0 .*field 'y' \(an int32 placeholder\)",
     ):
         list(loader.iter_epoch(0, dtype={"X": np.float64, "y": np.int32}))
+
+
+def test_parquet_shards_are_permuted_anew_each_epoch(tmp_path):
+    # 8 files of 2 row groups: 16 shards of 1000 rows. Windows of one row group make each
+    # window one shard, so the rows of window k are those of the epoch's k-th shard.
+    data = rows_with_ids(16_000)
+    for k in range(8):
+        part = data[k * 2000 : (k + 1) * 2000]
+        table = pa.table({f"c{j}": part[:, j] for j in range(3)})
+        pq.write_table(table, tmp_path / f"part-{k}.parquet", row_group_size=1000)
+    source = parquet_source(tmp_path)
+    loader = DataLoader(source, batch_size=100, buffer_size=1000, seed=9)
+    orders = []
+    for epoch in range(3):
+        order = loader.shard_order(epoch)
+        assert sorted(s.name for s in order) == sorted(s.name for s in source.shards())
+        ids = np.concatenate([b[:, 0] for b in loader.iter_epoch(epoch)])
+        for k, shard in enumerate(order):
+            expected = np.concatenate(list(source.read_shard(shard)))[:, 0]
+            np.testing.assert_array_equal(
+                np.sort(ids[k * 1000 : (k + 1) * 1000]), np.sort(expected)
+            )
+        orders.append([s.name for s in order])
+    assert orders[0] != orders[1] != orders[2] != orders[0]
+    again = DataLoader(parquet_source(tmp_path), batch_size=100, buffer_size=1000, seed=9)
+    assert [s.name for s in again.shard_order(1)] == orders[1]

@@ -368,10 +368,10 @@ def bernoulli_casts_fraction_in_later_batch(tmp_path):
 
 # ----------------------------------------------------------------------------- cases
 
-NOT_FOUND = "(no such file|does not exist|not found|matches no file|holds no)"
-NOT_PARQUET = "(not a (readable )?parquet file|corrupt|truncated)"
-NON_FINITE = r"(NaN|missing|finite)"
-WHOLE = r"(non-whole|whole numbers|not (a )?whole|integer)"
+NOT_FOUND = "no such file or directory"
+NOT_PARQUET = "is not a readable parquet file"
+NON_FINITE = r"holds 1 NaN value\(s\)"
+WHOLE = "holds non-whole numbers"
 
 CASES = [
     # --- paths
@@ -463,7 +463,7 @@ CASES = [
     pytest.param(
         parquet_truncated_after_loader_was_built,
         OSError,
-        all_of(name("data.parquet"), "row group 0", "(failed|corrupt|truncated)"),
+        all_of(name("data.parquet"), "row group 0", "failed"),
         id="parquet-truncated-after-loader-was-built",
     ),
     # --- non-numeric data
@@ -476,7 +476,7 @@ CASES = [
     pytest.param(
         string_column_csv,
         ValueError,
-        all_of(name("data.csv"), "column 's'", "(numeric|number|double|float)"),
+        all_of(name("data.csv"), "column 's'", "must hold numbers"),
         id="string-column-csv",
     ),
     pytest.param(
@@ -484,8 +484,8 @@ CASES = [
         ValueError,
         all_of(
             name("rows.csv"),
-            r"\b(?i:line|row) #?801\b",
-            "(expected|Expected) 2 (columns|fields)",
+            r"Row #801\b",
+            "Expected 2 columns",
             "got 3",
         ),
         id="csv-row-too-many-fields",
@@ -495,8 +495,8 @@ CASES = [
         ValueError,
         all_of(
             name("rows.csv"),
-            r"\b(?i:line|row) #?801\b",
-            "(expected|Expected) 2 (columns|fields)",
+            r"Row #801\b",
+            "Expected 2 columns",
             "got 1",
         ),
         id="csv-row-too-few-fields",
@@ -504,17 +504,13 @@ CASES = [
     pytest.param(
         csv_text_in_numeric_column,
         ValueError,
-        all_of(
-            name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"
-        ),
+        all_of(name("rows.csv"), r"line 801, column 'b'", "'abc'", "must hold numbers"),
         id="csv-text-in-numeric-column",
     ),
     pytest.param(
         csv_text_in_numeric_column_small_blocks,
         ValueError,
-        all_of(
-            name("rows.csv"), r"\b(?i:line|row) #?801\b", "'abc'", "(numeric|number|double|float)"
-        ),
+        all_of(name("rows.csv"), r"line 801, column 'b'", "'abc'", "must hold numbers"),
         id="csv-text-in-numeric-column-small-blocks",
     ),
     # --- non-finite values

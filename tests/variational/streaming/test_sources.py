@@ -40,9 +40,6 @@ from pymc.variational.streaming import (
     parquet_source,
 )
 
-CRITEO_PATH = (
-    Path(__file__).resolve().parents[3].parent / "shared" / "data" / "criteo_dac_sample.tsv"
-)
 CRITEO_NAMES = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
 CRITEO_COLUMNS = [f"I{i}" for i in range(1, 14)] + ["label"]
 
@@ -385,7 +382,9 @@ def test_csv_num_rows_given_skips_counting(tmp_path):
 def test_csv_num_rows_list_must_match_files(tmp_path):
     a = write_text(tmp_path / "a.csv", "x\n1\n2\n")
     b = write_text(tmp_path / "b.csv", "x\n3\n")
-    with pytest.raises(ValueError):
+    with pytest.raises(
+        ValueError, match=r"one count per file \(csv_source reads 2 file\(s\)\), got \[2\]"
+    ):
         csv_source([a, b], num_rows=[2])
 
 
@@ -442,10 +441,8 @@ def test_csv_block_boundaries(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def criteo_path():
-    if not CRITEO_PATH.exists():
-        pytest.skip(f"Criteo sample not found at {CRITEO_PATH}")
-    return CRITEO_PATH
+def criteo_path(criteo_tsv):
+    return criteo_tsv
 
 
 @pytest.fixture(scope="module")

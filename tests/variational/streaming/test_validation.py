@@ -16,7 +16,13 @@ import pytest
 
 import pymc as pm
 
-from pymc.variational.streaming import DataLoader, EarlyStopping, Trainer, array_source
+from pymc.variational.streaming import (
+    DataLoader,
+    EarlyStopping,
+    HeldOutScore,
+    Trainer,
+    array_source,
+)
 
 
 def normal_setup(n_train=2000, n_val=500, batch_size=200):
@@ -33,28 +39,48 @@ def normal_setup(n_train=2000, n_val=500, batch_size=200):
     return y[:n_train], y[n_train:], train, val, model
 
 
-def test_held_out_lpd_matches_the_posterior_predictive():
-    y_train, y_val, train, val, model = normal_setup()
+def normal_logpdf(y, mean, var):
+    return -0.5 * np.log(2 * np.pi * var) - 0.5 * (y - mean) ** 2 / var
+
+
+def test_held_out_score_is_the_log_of_the_mean_predictive_density():
+    # q(mu) = N(m, s^2) set by hand, wide enough that the three candidate formulas differ:
+    # the lpd, log E_q[p(y | mu)] = log N(y | m, 1 + s^2); the plug-in log N(y | m, 1); and
+    # the mean log density E_q[log p(y | mu)] = log N(y | m, 1) - s^2 / 2.
+    _, y_val, train, val, model = normal_setup()
+    trainer = Trainer(dataloader=train, model=model, progressbar=False, random_seed=3)
+    m, s, draws = 1.5, 1.5, 20_000
+    mu, rho = trainer.approx.params
+    mu.set_value(np.array([m]))
+    rho.set_value(np.array([np.log(np.expm1(s))]))
+    score = HeldOutScore(trainer.approx, trainer.feed, val, draws=draws)()
+    lpd = normal_logpdf(y_val, m, 1 + s**2).mean()
+    # Monte Carlo error of log(mean of S weights w = p(y | mu)), by the delta method:
+    # sd(w) / (sqrt(S) E[w]), with E[w^2] = N(y | m, 1/2 + s^2) / (2 sqrt(pi)).
+    ew = np.exp(normal_logpdf(y_val, m, 1 + s**2))
+    ew2 = np.exp(normal_logpdf(y_val, m, 0.5 + s**2)) / (2 * np.sqrt(np.pi))
+    mc_sd = np.mean(np.sqrt(ew2 - ew**2) / ew) / np.sqrt(draws)
+    assert abs(score - lpd) < 4 * mc_sd
+    plug_in = normal_logpdf(y_val, m, 1.0).mean()
+    assert abs(plug_in - lpd) > 20 * mc_sd
+    assert abs((plug_in - s**2 / 2) - lpd) > 20 * mc_sd
+
+
+def test_held_out_checks_run_on_schedule():
+    _, _, train, val, model = normal_setup()
     trainer = Trainer(
         dataloader=train,
         model=model,
         random_seed=1,
         progressbar=False,
-        obj_optimizer=pm.adam(learning_rate=0.03),
         val_dataloader=val,
-        val_check_interval=2000,
-        val_draws=2000,
+        val_check_interval=700,
+        val_draws=50,
     )
-    trainer.fit(6000)
-    # Conjugate model: the posterior predictive is N(m, 1 + v).
-    precision = 1 / 100 + len(y_train)
-    m, v = y_train.sum() / precision, 1 / precision
-    expected = np.mean(-0.5 * (y_val - m) ** 2 / (1 + v) - 0.5 * np.log(2 * np.pi * (1 + v)))
-    steps = [s for s, _ in trainer.val_history]
-    assert steps == [2000, 4000, 6000]
-    np.testing.assert_allclose(trainer.val_history[-1][1], expected, atol=0.01)
-    # The first check, at step 2000, is still worse than the converged one.
-    assert trainer.val_history[0][1] < trainer.val_history[-1][1] + 0.005
+    trainer.fit(1000)
+    trainer.fit(1200)
+    assert [s for s, _ in trainer.val_history] == [700, 1400, 2100]
+    assert len({v for _, v in trainer.val_history}) == 3
 
 
 def test_validation_leaves_the_training_batch_in_place():
@@ -86,15 +112,56 @@ def test_early_stopping_on_the_held_out_score():
     assert trainer.state.step == 150
     assert len(approx.hist) == 150
     assert [s for s, _ in trainer.val_history] == [50, 100, 150]
+    # The value it kept is the first check's score, and it saw two checks after it.
+    assert stopper.best == trainer.val_history[0][1] and stopper.bad_checks == 2
 
 
 def test_early_stopping_on_the_epoch_loss():
     _, _, train, _, model = normal_setup()
     stopper = EarlyStopping(monitor="loss", tolerance=10.0, patience=3)
     trainer = Trainer(dataloader=train, model=model, progressbar=False, early_stopping=stopper)
-    trainer.fit(10_000)
+    approx = trainer.fit(10_000)
     # 10 batches per epoch: checks after epochs 1 to 4, the last three without improvement.
     assert trainer.state.step == 40
+    # What was compared is the mean loss of each epoch; the first one is the best kept.
+    assert stopper.best == np.mean(approx.hist[:10])
+
+
+def feed(stopper, values):
+    """Update ``stopper`` with ``values`` at steps 1, 2, ...; the step it stopped at, or None."""
+    for step, value in enumerate(values, start=1):
+        try:
+            stopper.update(value, step)
+        except StopIteration:
+            return step
+    return None
+
+
+@pytest.mark.parametrize(
+    "monitor, sign", [("val_lpd", 1.0), ("loss", -1.0)], ids=["higher-is-better", "lower-is-better"]
+)
+def test_early_stopping_counts_checks_without_improvement(monitor, sign):
+    # Scores as the monitor sees them: improvements reset the count, patience 3 stops.
+    values = [sign * v for v in (1.0, 2.0, 1.5, 2.0, 3.0, 2.9, 3.0, 2.5)]
+    stopper = EarlyStopping(monitor, tolerance=1e-3, patience=3)
+    assert feed(stopper, values) == 8
+    assert stopper.best == sign * 3.0
+    # The other direction: every value after the first is worse, so it stops at check 4.
+    flipped = EarlyStopping(monitor, tolerance=1e-3, patience=3)
+    assert feed(flipped, [-v for v in values]) == 4
+    assert flipped.best == -sign * 1.0
+
+
+def test_early_stopping_tolerance_is_relative():
+    # Best 100: an improvement must exceed 1e-3 * 100 = 0.1 to count.
+    stopper = EarlyStopping("val_lpd", tolerance=1e-3, patience=2)
+    assert feed(stopper, [100.0, 100.09]) is None
+    assert stopper.best == 100.0 and stopper.bad_checks == 1
+    stopper.update(100.11, 3)
+    assert stopper.best == 100.11 and stopper.bad_checks == 0
+    loss = EarlyStopping("loss", tolerance=1e-3, patience=2)
+    assert feed(loss, [100.0, 99.95, 99.85]) is None
+    assert loss.best == 99.85 and loss.bad_checks == 0
 
 
 @pytest.mark.parametrize(
