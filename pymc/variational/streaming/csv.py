@@ -36,11 +36,14 @@ from pymc.variational.streaming.datasets import IterableDataset, Shard, is_count
 from pymc.variational.streaming.files import (
     display_path,
     is_fork_safe,
+    is_hub,
+    is_local,
     read_error,
     redact,
     resolve_files,
 )
 from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
+from pymc.variational.streaming.shutdown import GuardedFile
 
 __all__ = ["CSVSource", "csv_source"]
 
@@ -91,11 +94,15 @@ class CSVSource(IterableDataset):
         categorical=None,
     ):
         self.retry = as_retry_policy(retry)
-        self.fs, self.files = self.retry.call(
+        self.fs, self.files, self.commits = self.retry.call(
             lambda: resolve_files(path, storage_options, (), "csv"),
             f"csv_source({redact(str(path))!r})",
         )
         self.fork_safe = is_fork_safe(self.fs)
+        if retry is None and is_hub(self.fs):
+            # huggingface_hub retries each request itself, for about 23 s: one more try
+            # of ours is enough (4 would stack to 90 s on a file that keeps failing).
+            self.retry = RetryPolicy(tries=2)
         self.names = [display_path(self.fs, f) for f in self.files]
         self.delimiter = delimiter
         self.header = bool(header)
@@ -212,6 +219,8 @@ class CSVSource(IterableDataset):
         own = fh is None
         if own:
             fh = self.fs.open(self.files[i], "rb", compression="infer")
+            if not is_local(self.fs):  # read ahead on Arrow's threads: counted, stopped at exit
+                fh = GuardedFile(fh)
         read_options = pa_csv.ReadOptions(
             column_names=names,
             autogenerate_column_names=names is None and not header_names,
@@ -256,6 +265,8 @@ class CSVSource(IterableDataset):
 
     def fingerprint(self):
         fp = super().fingerprint()
+        if self.commits:  # a checkpoint of one Hub revision does not resume on another
+            fp["commits"] = sorted(self.commits.values())
         fp["files"] = [[s.num_rows, crc] for s, crc in zip(self._shards, self.checksums)]
         fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
         return fp

@@ -25,7 +25,7 @@ import os
 import re
 
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import fsspec
 
@@ -33,7 +33,9 @@ __all__ = [
     "display_path",
     "http_status",
     "is_fork_safe",
+    "is_hub",
     "is_local",
+    "pin_revisions",
     "read_error",
     "redact",
     "register_secrets",
@@ -134,13 +136,66 @@ def read_error(err: BaseException, where: str) -> Exception:
     return OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
 
 
+def is_hub(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the Hugging Face Hub's filesystem (``hf://``)."""
+    return "hf" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def pin_revisions(
+    fs: fsspec.AbstractFileSystem, files: list[str]
+) -> tuple[list[str], dict[str, str]]:
+    """On the Hugging Face Hub, each file's path at the commit its revision names now.
+
+    ``HfFileSystem`` sends the revision's name ("main") with every request, so a branch
+    that moves while a fit runs would mix two commits. The commit is resolved once here;
+    returns the pinned paths and ``{repository@revision: commit}``.
+    """
+    if not is_hub(fs):
+        return files, {}
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_file_system import HfFileSystemResolvedRepositoryPath
+
+    api = HfApi(endpoint=fs.endpoint, token=fs.token)
+    commits: dict[tuple[str, str, str], str] = {}
+    pinned = []
+    for f in files:
+        where = fs.resolve_path(f)
+        key = (where.repo_type, where.repo_id, where.revision)
+        if key not in commits:
+            commits[key] = api.repo_info(
+                where.repo_id, revision=where.revision, repo_type=where.repo_type
+            ).sha
+        at_commit = HfFileSystemResolvedRepositoryPath(
+            where.repo_type, where.repo_id, commits[key], where.path_in_repo
+        )
+        pinned.append(at_commit.unresolve())
+    prefixes = {"dataset": "datasets/", "space": "spaces/"}  # as hf:// URLs write them
+    return pinned, {
+        f"{prefixes.get(kind, '')}{repo}@{revision}": sha
+        for (kind, repo, revision), sha in commits.items()
+    }
+
+
+def _register_url_secrets(path: str) -> None:
+    """A URL's password and query values are credentials (signed URLs): never show them."""
+    try:
+        parts = urlsplit(path)
+    except ValueError:
+        return
+    values = [parts.password] + [v for _, v in parse_qsl(parts.query)]
+    _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_CHARS)
+
+
 def resolve_files(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     storage_options: dict | None,
     suffixes: tuple[str, ...],
     kind: str,
-) -> tuple[fsspec.AbstractFileSystem, list[str]]:
+) -> tuple[fsspec.AbstractFileSystem, list[str], dict[str, str]]:
     """Expand a file, directory, glob, list of those, or fsspec URL into sorted file paths.
+
+    Returns the filesystem, the paths (on the Hugging Face Hub, pinned to the commits their
+    revisions name now) and ``{repository@revision: commit}`` for the pinned ones.
 
     Parameters
     ----------
@@ -160,6 +215,7 @@ def resolve_files(
     files: list[str] = []
     for p in paths:
         p = os.fspath(p)
+        _register_url_secrets(p)
         shown = redact(p)
         p_fs, root = fsspec.core.url_to_fs(p, **(storage_options or {}))
         if fs is None:
@@ -174,7 +230,11 @@ def resolve_files(
             raise
         except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
             raise read_error(err, f"{kind}_source path {shown!r}") from None
-    return fs, files
+    try:
+        files, commits = pin_revisions(fs, files)
+    except Exception as err:
+        raise read_error(err, f"{kind}_source path {redact(os.fspath(paths[0]))!r}") from None
+    return fs, files, commits
 
 
 def _expand(

@@ -42,11 +42,13 @@ from pymc.variational.streaming.datasets import (
 from pymc.variational.streaming.files import (
     display_path,
     is_fork_safe,
+    is_hub,
     is_local,
     read_error,
     resolve_files,
 )
 from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
+from pymc.variational.streaming.shutdown import GuardedFile
 
 __all__ = ["ParquetSource", "parquet_source"]
 
@@ -71,10 +73,14 @@ class ParquetSource(IterableDataset):
 
     def __init__(self, path, columns=None, storage_options=None, retry=None, categorical=None):
         self.retry = as_retry_policy(retry)
-        self.fs, self.files = self.retry.call(
+        self.fs, self.files, self.commits = self.retry.call(
             lambda: resolve_files(path, storage_options, SUFFIXES, "parquet"), "parquet_source"
         )
         self.fork_safe = is_fork_safe(self.fs)
+        if retry is None and is_hub(self.fs):
+            # huggingface_hub retries each request itself, for about 23 s: one more try
+            # of ours is enough (4 would stack to 90 s on a file that keeps failing).
+            self.retry = RetryPolicy(tries=2)
         self.names = [display_path(self.fs, f) for f in self.files]
         self.metadata: list[pq.FileMetaData] = []
         self.sizes: list[int] = []
@@ -145,8 +151,13 @@ class ParquetSource(IterableDataset):
     def _open(self, file_index: int) -> pq.ParquetFile:
         f = self.files[file_index]
         # Local files go through Arrow's native reader; the footer is reused, not re-read.
-        source = f if is_local(self.fs) else self.fs.open(f, "rb")
-        return pq.ParquetFile(source, metadata=self.metadata[file_index])
+        if is_local(self.fs):
+            return pq.ParquetFile(f, metadata=self.metadata[file_index])
+        # A Python file: read on this (producer) thread, which can be stopped and joined at
+        # exit, rather than pre-buffered on Arrow's own threads, which cannot.
+        return pq.ParquetFile(
+            GuardedFile(self.fs.open(f, "rb")), metadata=self.metadata[file_index], pre_buffer=False
+        )
 
     def read_shard(self, shard, dtype=np.float64):
         file_index, rg = shard.key
@@ -168,6 +179,8 @@ class ParquetSource(IterableDataset):
 
     def fingerprint(self):
         fp = super().fingerprint()
+        if self.commits:  # a checkpoint of one Hub revision does not resume on another
+            fp["commits"] = sorted(self.commits.values())
         fp["files"] = [
             [md.num_rows, size, _footer_digest(md)] for md, size in zip(self.metadata, self.sizes)
         ]

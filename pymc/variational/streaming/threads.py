@@ -20,6 +20,8 @@ import threading
 
 from collections.abc import Callable, Iterator
 
+from pymc.variational.streaming.shutdown import track
+
 __all__ = ["Failure", "ThreadedIterator"]
 
 
@@ -82,6 +84,7 @@ class ThreadedIterator:
             target=_run, args=(items, self.queue, self.stop), daemon=True, name=name
         )
         self.thread.start()
+        track(self)  # stopped and joined before the interpreter finalizes
 
     def __iter__(self) -> ThreadedIterator:
         return self
@@ -89,7 +92,7 @@ class ThreadedIterator:
     def __next__(self):
         while True:
             try:
-                item = self.queue.get(timeout=1.0)
+                item = self.queue.get(timeout=0.1)
                 break
             except queue.Empty:
                 if not self.thread.is_alive() and self.queue.empty():

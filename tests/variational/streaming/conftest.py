@@ -13,9 +13,27 @@
 #   limitations under the License.
 """Fixtures shared by the streaming tests."""
 
+import os
+import socket
+import tempfile
+
 from pathlib import Path
 
 import pytest
+
+# The loopback Hugging Face Hub (hub_server.py) is reached through the client's documented
+# setting, HF_ENDPOINT, which huggingface_hub reads once, when its constants are first
+# imported: so it is set here, before any test imports it, on a port chosen now. No token
+# or cache of the developer's is used, and nothing is sent to huggingface.co.
+with socket.socket() as _probe:
+    _probe.bind(("127.0.0.1", 0))
+    HUB_PORT = _probe.getsockname()[1]
+HUB_URL = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_ENDPOINT"] = HUB_URL
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="hf-home-")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+    os.environ.pop(_name, None)
 
 #: Real Criteo click-log rows, kept beside this repository (see shared/data/README.md).
 CRITEO_TSV = (
@@ -31,3 +49,15 @@ def criteo_tsv() -> Path:
     if not CRITEO_TSV.exists():
         pytest.fail(f"the real Criteo sample is missing: expected it at {CRITEO_TSV}")
     return CRITEO_TSV
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory):
+    """A loopback Hugging Face Hub in its own process, at HF_ENDPOINT. Repositories are
+    directories under ``hub.root`` (see hub_server.py), read from disk on every request."""
+    from hub_server import HubProcess
+
+    root = tmp_path_factory.mktemp("hub")
+    with HubProcess(str(root), "--port", str(HUB_PORT)) as process:
+        process.root = root
+        yield process
