@@ -258,10 +258,12 @@ class CSVSource(IterableDataset):
                     yield record_batch_to_array(
                         encode_categories(rb, self.levels, shard.name), dtype
                     )
+            return
         except ValueError:  # already names the file, line and column
             raise
-        except Exception as err:
-            raise read_error(err, f"CSV file {shard.name!r}") from None
+        except Exception as err:  # named, redacted, unchained
+            failure = read_error(err, f"CSV file {shard.name!r}")
+        raise failure
 
     def fingerprint(self):
         fp = super().fingerprint()

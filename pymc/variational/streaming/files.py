@@ -21,6 +21,8 @@ string ever leaves the process.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 
@@ -35,6 +37,7 @@ __all__ = [
     "is_fork_safe",
     "is_hub",
     "is_local",
+    "is_transient",
     "pin_revisions",
     "read_error",
     "redact",
@@ -52,6 +55,30 @@ _SECRET_KEY = re.compile(
 _SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 _MIN_SECRET_CHARS = 6  # shorter values would redact ordinary words
 _secrets: set[str] = set()
+# Loggers of the I/O libraries under the sources, which log URLs as given (fsspec's HTTP
+# filesystem at DEBUG level): their records are redacted too.
+_IO_LOGGERS = (
+    "fsspec",
+    "fsspec.http",
+    "fsspec.spec",
+    "fsspec.caching",
+    "huggingface_hub",
+    "aiohttp.client",
+)
+
+
+class _RedactingFilter(logging.Filter):
+    """Rewrites a log record's message with :func:`redact` before any handler sees it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_filter = _RedactingFilter()
 
 
 def register_secrets(storage_options: Mapping | None) -> None:
@@ -68,6 +95,9 @@ def register_secrets(storage_options: Mapping | None) -> None:
 
     collect(storage_options)
     _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_CHARS)
+    for name in _IO_LOGGERS:
+        if _filter not in logging.getLogger(name).filters:
+            logging.getLogger(name).addFilter(_filter)
 
 
 def _redact_url(url: str) -> str:
@@ -120,20 +150,77 @@ def http_status(error: BaseException) -> int | None:
     return None
 
 
+# Raised by aiohttp (fsspec's HTTP filesystem) for dropped or truncated connections; named
+# rather than imported, since aiohttp is optional.
+_TRANSIENT_NAMES = {
+    "ClientConnectionError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ClientPayloadError",
+    "ContentLengthError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "TransferEncodingError",
+}
+
+
+def _chain(error: BaseException):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether an error is worth retrying: it says "try again", not "this is wrong".
+
+    Missing files and refused permissions are permanent; server errors (5xx, 429),
+    dropped or truncated connections and timeouts are transient. The whole chain of
+    causes is inspected, since pyarrow and fsspec wrap the original error.
+    """
+    for e in _chain(error):
+        known = getattr(e, "transient", None)
+        if isinstance(known, bool):  # decided when the error was translated
+            return known
+        if isinstance(
+            e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+        ):
+            return False
+        status = http_status(e)
+        if isinstance(status, int):
+            return status >= 500 or status in (408, 429)
+        if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
+            return True
+        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(e).__mro__):
+            return True
+    return False
+
+
 def read_error(err: BaseException, where: str) -> Exception:
-    """A read failure as the error a user can act on, naming what failed."""
-    if isinstance(err, FileNotFoundError | PermissionError):
-        return type(err)(redact(f"{where}: {err}"))
+    """A read failure as the error a user can act on, naming what failed.
+
+    The message is redacted, and the error keeps only what retrying needs (``status`` and
+    whether it is ``transient``): raise it outside the ``except`` block, so that the
+    original, which may hold credentials (huggingface_hub keeps the request's headers on
+    its errors), is not chained to it.
+    """
     status = http_status(err)
-    if status in (401, 403):
-        return PermissionError(
+    if isinstance(err, FileNotFoundError | PermissionError):
+        error = type(err)(redact(f"{where}: {err}"))
+    elif status in (401, 403):
+        error = PermissionError(
             redact(
                 f"{where}: access refused (HTTP {status}); check the credentials in storage_options"
             )
         )
-    if status == 404:
-        return FileNotFoundError(redact(f"{where}: not found (HTTP 404)"))
-    return OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
+    elif status == 404:
+        error = FileNotFoundError(redact(f"{where}: not found (HTTP 404)"))
+    else:
+        error = OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
+    error.status = status
+    error.transient = is_transient(err)
+    return error
 
 
 def is_hub(fs: fsspec.AbstractFileSystem) -> bool:
@@ -224,16 +311,22 @@ def resolve_files(
             raise ValueError(
                 f"{kind}_source: all paths must be on one filesystem; {shown!r} is not"
             )
+        failure = None
         try:
             files.extend(_expand(fs, root, shown, suffixes, kind))
         except (FileNotFoundError, ValueError):
             raise
         except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
-            raise read_error(err, f"{kind}_source path {shown!r}") from None
+            failure = read_error(err, f"{kind}_source path {shown!r}")
+        if failure is not None:
+            raise failure
+    failure = None
     try:
         files, commits = pin_revisions(fs, files)
     except Exception as err:
-        raise read_error(err, f"{kind}_source path {redact(os.fspath(paths[0]))!r}") from None
+        failure = read_error(err, f"{kind}_source path {redact(os.fspath(paths[0]))!r}")
+    if failure is not None:
+        raise failure
     return fs, files, commits
 
 
@@ -241,7 +334,10 @@ def _expand(
     fs: fsspec.AbstractFileSystem, root: str, shown: str, suffixes: tuple[str, ...], kind: str
 ) -> list[str]:
     """The files that one path stands for."""
-    if any(c in root for c in _GLOB_CHARS):
+    pattern = root
+    if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        pattern = urlsplit(root).path  # "?" starts a query (a signed URL), not a glob
+    if any(c in pattern for c in _GLOB_CHARS):
         found = sorted(fs.glob(root))
         if not found:
             raise FileNotFoundError(f"{kind}_source: the pattern {shown!r} matches no file")

@@ -45,6 +45,7 @@ from pymc.variational.streaming.files import (
     is_hub,
     is_local,
     read_error,
+    redact,
     resolve_files,
 )
 from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
@@ -88,12 +89,15 @@ class ParquetSource(IterableDataset):
         file_types: set[pa.DataType] = set()
         for f, name in zip(self.files, self.names):
             where = f"parquet file {name!r}"
+            failure = None
             try:
                 metadata, size = self.retry.call(lambda f=f: self._read_footer(f), where)
             except pa.ArrowException as err:
-                raise ValueError(f"{where} is not a readable parquet file: {err}") from err
+                failure = ValueError(redact(f"{where} is not a readable parquet file: {err}"))
             except Exception as err:
-                raise read_error(err, where) from None
+                failure = read_error(err, where)
+            if failure is not None:
+                raise failure
             schema = metadata.schema.to_arrow_schema()
             if not self.metadata:
                 self.columns = select_columns(schema.names, columns, where)
@@ -170,12 +174,12 @@ class ParquetSource(IterableDataset):
             )
             for rb in batches:
                 yield record_batch_to_array(encode_categories(rb, self.levels, shard.name), dtype)
-        except pa.ArrowException as err:
-            raise OSError(f"reading parquet {shard.name} failed: {err}") from err
+            return
         except ValueError:  # our own, already naming the shard (e.g. an unknown level)
             raise
-        except Exception as err:
-            raise read_error(err, f"parquet {shard.name}") from None
+        except Exception as err:  # Arrow's or the filesystem's: named, redacted, unchained
+            failure = read_error(err, f"parquet {shard.name}")
+        raise failure
 
     def fingerprint(self):
         fp = super().fingerprint()

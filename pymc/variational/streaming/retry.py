@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -23,56 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pymc.variational.streaming.files import http_status, redact
+from pymc.variational.streaming.files import is_transient, redact
 
 __all__ = ["RetryPolicy", "as_retry_policy", "is_transient"]
 
 logger = logging.getLogger("pymc")
 
 T = TypeVar("T")
-
-# Raised by aiohttp (fsspec's HTTP filesystem) for dropped or truncated connections; named
-# rather than imported, since aiohttp is optional.
-_TRANSIENT_NAMES = {
-    "ClientConnectionError",
-    "ClientConnectorError",
-    "ClientOSError",
-    "ClientPayloadError",
-    "ContentLengthError",
-    "ServerDisconnectedError",
-    "ServerTimeoutError",
-    "TransferEncodingError",
-}
-
-
-def _chain(error: BaseException):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether an error is worth retrying: it says "try again", not "this is wrong".
-
-    Missing files and refused permissions are permanent; server errors (5xx, 429),
-    dropped or truncated connections and timeouts are transient. The whole chain of
-    causes is inspected, since pyarrow and fsspec wrap the original error.
-    """
-    for e in _chain(error):
-        if isinstance(
-            e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
-        ):
-            return False
-        status = http_status(e)
-        if isinstance(status, int):
-            return status >= 500 or status in (408, 429)
-        if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
-            return True
-        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(e).__mro__):
-            return True
-    return False
 
 
 @dataclass(frozen=True)
