@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from pymc.model import Model, modelcontext
 from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
 
@@ -82,11 +84,19 @@ def make_inference(
             f"method must be one of {sorted(METHODS)} or an Inference instance, got {method!r}"
         )
     inf_kwargs = dict(inf_kwargs or {})
-    if random_seed is not None:
-        inf_kwargs["random_seed"] = random_seed
     if start is not None:
         inf_kwargs["start"] = start
-    return METHODS[method](model=_resolve_model(model), **inf_kwargs)
+    if random_seed is None:
+        return METHODS[method](model=_resolve_model(model), **inf_kwargs)
+    inf_kwargs["random_seed"] = random_seed
+    # pymc's Empirical approximation (SVGD) jitters its initial particles with numpy's
+    # global generator, whatever random_seed says: seed that too, for this call only.
+    saved = np.random.get_state()
+    np.random.seed(np.random.SeedSequence([int(random_seed), 0xE3]).generate_state(1)[0])
+    try:
+        return METHODS[method](model=_resolve_model(model), **inf_kwargs)
+    finally:
+        np.random.set_state(saved)
 
 
 class Optimization:
