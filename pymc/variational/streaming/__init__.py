@@ -24,6 +24,7 @@ it there; for small data ``pm.Minibatch`` is just as good.
 """
 
 from pymc.variational.streaming.arrays import ArraySource, array_source
+from pymc.variational.streaming.convergence import Convergence, ConvergenceReport
 from pymc.variational.streaming.csv import CSVSource, csv_source
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.datasets import IterableDataset, Shard
@@ -40,6 +41,8 @@ __all__ = [
     "BatchIterator",
     "CSVSource",
     "ColumnStats",
+    "Convergence",
+    "ConvergenceReport",
     "DataLoader",
     "EarlyStopping",
     "HeldOutScore",

@@ -228,6 +228,17 @@ class Feed:
                 untraced.append((rv.name, pytensor_compile([], bad), rule.describe()))
         return traced, untraced
 
+    def check_labels(self, untraced: list[tuple[str, Callable[[], bool], str]]) -> None:
+        """Run the ``untraced`` checks of :meth:`label_rules` on the batch in the placeholders."""
+        for name, breaks_rule, rule in untraced:
+            if breaks_rule():
+                raise ValueError(
+                    f"observed variable {name!r} is discrete, but the values that pm.Data "
+                    f"{', '.join(map(repr, self.placeholders))} feed it hold non-whole numbers or "
+                    f"values outside its support (it takes {rule}); check the DataLoader's columns "
+                    "and transform (labels must not be standardized)"
+                )
+
     def _loader_column(self, placeholder: SharedVariable, local: int) -> int:
         fields = self.loader.fields
         return local if fields is None else int(fields.index[placeholder.name][0][local])

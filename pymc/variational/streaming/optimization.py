@@ -21,14 +21,27 @@ before calling :meth:`Optimization.step`.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 
 import numpy as np
 
 from pymc.model import Model, modelcontext
+from pymc.pytensorf import compile as pytensor_compile
+from pymc.variational.approximations import MeanFieldGroup
 from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
 
 import pymc as pm
+
+from pymc.variational.streaming.convergence import (
+    ControlVariateKL,
+    Convergence,
+    DriftMonitor,
+    OptimizerState,
+    scheduled_adam,
+    softplus_inverse,
+)
 
 __all__ = ["STEP_KWARGS", "Optimization", "default_optimizer", "make_inference"]
 
@@ -100,17 +113,30 @@ def make_inference(
 
 
 class Optimization:
-    """One compiled variational step over an inference object.
+    """The compiled variational step over an inference object, and its state.
 
     Parameters
     ----------
     inference : Inference
     step_kwargs : dict
-        Options of ``step_function`` (see :data:`STEP_KWARGS`); ``obj_optimizer``
-        defaults to :func:`default_optimizer`.
+        Options of ``step_function`` (see :data:`STEP_KWARGS`).
+    convergence : Convergence or None
+        The schedule, scale steps and averaging of :mod:`convergence`. It applies to
+        mean-field ADVI with the default optimizer; otherwise (another method, or an
+        ``obj_optimizer`` given) the step is pymc's, with ``obj_optimizer`` defaulting to
+        :func:`default_optimizer`.
+    log_every : int
+        Compute the loss on every ``log_every``-th global step only; the other steps run a
+        compiled step without the loss output (same updates, same state).
     """
 
-    def __init__(self, inference: Inference, step_kwargs: dict):
+    def __init__(
+        self,
+        inference: Inference,
+        step_kwargs: dict,
+        convergence: Convergence | None,
+        log_every: int = 1,
+    ):
         unknown = set(step_kwargs) - STEP_KWARGS
         if unknown:
             raise TypeError(
@@ -119,23 +145,107 @@ class Optimization:
             )
         self.inference = inference
         self.step_kwargs = dict(step_kwargs)
+        self.compile_kwargs = self.step_kwargs.pop("compile_kwargs", None) or {}
+        approx = inference.approx
+        mean_field = isinstance(inference, ADVI) and all(
+            isinstance(g, MeanFieldGroup) for g in approx.groups
+        )
+        #: The convergence settings in force, or None for pymc's plain step.
+        self.convergence = (
+            convergence if mean_field and "obj_optimizer" not in step_kwargs else None
+        )
         self.step_kwargs.setdefault("obj_optimizer", default_optimizer())
         if isinstance(inference, ASVGD):
             self.step_kwargs.setdefault("obj_n_mc", 500)  # as ASVGD.fit does
         #: Whether the method reports a loss (ADVI does; SVGD and ASVGD do not).
         self.score = bool(inference.objective.op.returns_loss)
-        self._step_fn: Callable | None = None
+        self.log_every = int(log_every) if self.score else 1
+        self.state: OptimizerState | None = None
+        #: ``cycle[t % len(cycle)]`` is ``(step function, whether it returns the loss)`` of
+        #: global step ``t`` (counted from 1).
+        self.cycle: list[tuple[Callable, bool]] = []
+        self._raw: list[np.ndarray] | None = None
+        if self.convergence is not None:
+            for param in approx.params:
+                if param.name == "rho":
+                    param.set_value(
+                        np.full_like(
+                            param.get_value(), softplus_inverse(self.convergence.initial_sd)
+                        )
+                    )
 
-    def compile(self) -> Callable:
-        """The compiled step, built once: its shared variables hold the optimizer state."""
-        if self._step_fn is None:
-            self._step_fn = self.inference.objective.step_function(
-                score=self.score, **self.step_kwargs
+    def compile(self) -> list[tuple[Callable, bool]]:
+        """Compile every step function once, together: their shared variables (parameters,
+        optimizer state, random generators) are one state, seeded once."""
+        if self.cycle:
+            return self.cycle
+        inference, kwargs = self.inference, dict(self.step_kwargs)
+        settings = self.convergence
+        if settings is None:
+            variants = {False: inference.objective.updates(**kwargs)}
+            scale_every = 1
+        else:
+            self.state = OptimizerState()
+            kwargs.pop("obj_optimizer")
+            plain = scheduled_adam(settings, self.state, frozen=("rho",))
+            moving = scheduled_adam(settings, self.state)
+            scales = ControlVariateKL(inference.approx)(None)
+            variants = {
+                False: inference.objective.updates(obj_optimizer=plain, **kwargs),
+                True: scales.updates(obj_optimizer=moving, **kwargs),
+            }
+            scale_every = settings.scale_every
+        seed = inference.approx.rng.randint(2**30, dtype=np.int64)
+        functions = {}
+        period = math.lcm(scale_every, self.log_every)
+        for t in range(period):
+            key = (
+                t % scale_every == 0 and settings is not None,
+                self.score and t % self.log_every == 0,
             )
-        return self._step_fn
+            if key not in functions:
+                updates = variants[key[0]]
+                outputs = updates.loss if key[1] else []
+                functions[key] = pytensor_compile(
+                    [], outputs, updates=updates, random_seed=seed, **self.compile_kwargs
+                )
+            self.cycle.append((functions[key], key[1]))
+        return self.cycle
 
     def state_variables(self, data) -> list:
-        """Every shared variable the step updates or reads but ``data`` (the placeholders):
+        """Every shared variable a step updates or reads but ``data`` (the placeholders):
         variational parameters, optimizer state and random generators, in graph order."""
-        data = set(data)
-        return [v for v in self.compile().get_shared() if v not in data]
+        data, seen, out = set(data), set(), []
+        for fn, _ in self.compile():
+            for var in fn.get_shared():
+                if var not in data and var not in seen:
+                    seen.add(var)
+                    out.append(var)
+        return out
+
+    def drift_monitor(self) -> DriftMonitor | None:
+        """A monitor of the iterates, for mean-field ADVI (whose parameters are mu and rho)."""
+        if [p.name for p in self.inference.approx.params] != ["mu", "rho"]:
+            return None
+        return DriftMonitor(
+            self.convergence or Convergence(), averaging=self.convergence is not None
+        )
+
+    # --------------------------------------------------------------- averaging
+    def show_averages(self) -> None:
+        """Put the averaged parameters into the approximation, keeping the raw iterates."""
+        if self.state is None or self._raw is not None:
+            return
+        params = self.inference.approx.params
+        self._raw = [p.get_value() for p in params]
+        if self.state.t.get_value() > self.convergence.average_after:
+            for p in params:
+                p.set_value(self.state.averages[p].get_value())
+
+    def use_raw(self) -> None:
+        """Put the raw iterates back: they are what the next step continues from."""
+        if self._raw is None:
+            return
+        for p, value in zip(self.inference.approx.params, self._raw):
+            p.set_value(value)
+        self._raw = None

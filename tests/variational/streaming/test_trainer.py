@@ -21,7 +21,13 @@ import pytest
 
 import pymc as pm
 
-from pymc.variational.streaming import DataLoader, Trainer, array_source, parquet_source
+from pymc.variational.streaming import (
+    Convergence,
+    DataLoader,
+    Trainer,
+    array_source,
+    parquet_source,
+)
 
 
 def normal_model(loader, total_size="loader", name="batch"):
@@ -560,9 +566,10 @@ def test_fields_fill_one_placeholder_each():
         Trainer(dataloader=loader, data_name="X", model=model)
 
 
-def test_defaults_adam_and_a_forked_producer_and_one_compilation(tmp_path):
-    # The README's claims: the default optimizer is Adam at 0.01; for local data the
-    # Trainer produces in a forked worker process; the step is compiled once.
+def test_defaults_convergence_a_forked_producer_and_one_compilation(tmp_path):
+    # The README's claims: ADVI's default is the Convergence() scheme, and convergence=None
+    # is pymc's plain step with Adam at 0.01; for local data the Trainer produces in a
+    # forked worker process; the step functions are compiled once.
     y = np.random.default_rng(42).normal(1.7, 1.0, size=4000)
     pq.write_table(pa.table({"y": y}), tmp_path / "y.parquet", row_group_size=1000)
 
@@ -576,29 +583,28 @@ def test_defaults_adam_and_a_forked_producer_and_one_compilation(tmp_path):
             **kwargs,
         )
 
+    def fit(trainer, n=150, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # 150 steps: "not converged"
+            return trainer.fit(n, **kwargs).hist
+
     children, before = [], {p.pid for p in psutil.Process().children()}
     default = make()
-    step = default.compile()
-    default.fit(
-        150,
-        callbacks=[
-            lambda a, losses, i: (
-                children.extend(
-                    p.name() for p in psutil.Process().children() if p.pid not in before
-                )
-                if i == 5
-                else None
-            )
-        ],
-    )
-    explicit = make(obj_optimizer=pm.adam(learning_rate=0.01))
-    np.testing.assert_array_equal(default.approx.hist, explicit.fit(150).hist)
-    assert not np.array_equal(
-        default.approx.hist, make(obj_optimizer=pm.adam(learning_rate=0.02)).fit(150).hist
-    )
+    cycle = default.compile()
+
+    def note_children(approx, losses, i):
+        if i == 5:
+            children.extend(p.name() for p in psutil.Process().children() if p.pid not in before)
+
+    hist = fit(default, callbacks=[note_children])
+    np.testing.assert_array_equal(hist, fit(make(convergence=Convergence())))
+    plain = fit(make(convergence=None))
+    np.testing.assert_array_equal(plain, fit(make(obj_optimizer=pm.adam(learning_rate=0.01))))
+    assert not np.array_equal(hist, plain)
+    assert not np.array_equal(plain, fit(make(obj_optimizer=pm.adam(learning_rate=0.02))))
     assert children == [psutil.Process().name()]  # one forked worker
-    default.fit(10)
-    assert default.compile() is step
+    fit(default, 10)
+    assert default.compile() is cycle
 
 
 def test_svgd_is_reproducible_with_a_random_seed():
