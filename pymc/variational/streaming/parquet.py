@@ -55,8 +55,11 @@ SUFFIXES = (".parquet", ".parq", ".pq")
 
 def _footer_digest(metadata: pq.FileMetaData) -> str:
     """A digest of a file's footer: schema, row groups, sizes and column statistics. It
-    changes with the content and not with the file's name or place."""
-    described = {"schema": str(metadata.schema), "footer": metadata.to_dict()}
+    changes with the content and not with the file's name or place (nor with the Python
+    object: ``str(metadata.schema)`` names its memory address, so the schema is described
+    by its Arrow form)."""
+    schema = metadata.schema.to_arrow_schema().to_string(show_schema_metadata=False)
+    described = {"schema": schema, "footer": metadata.to_dict()}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
         :32
     ]
