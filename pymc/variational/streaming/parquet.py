@@ -107,6 +107,11 @@ class ParquetSource(IterableDataset):
             file_types.update(schema.field(c).type for c in self.columns)
         if len(file_types) == 1 and pa.types.is_floating(next(iter(file_types))) and not spec:
             self.native_dtype = np.dtype(next(iter(file_types)).to_pandas_dtype())
+        # Text categories are read as dictionaries and coded value by value, not row by row.
+        text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary)
+        self._dictionary_columns = [
+            name for name in spec if any(is_text(schema.field(name).type) for is_text in text)
+        ] or None
         self.levels = self._find_levels(spec)
         self.categories = {
             name: np.asarray(
@@ -148,7 +153,9 @@ class ParquetSource(IterableDataset):
         f = self.files[file_index]
         # Local files go through Arrow's native reader; the footer is reused, not re-read.
         source = f if is_local(self.fs) else self.fs.open(f, "rb")
-        return pq.ParquetFile(source, metadata=self.metadata[file_index])
+        return pq.ParquetFile(
+            source, metadata=self.metadata[file_index], read_dictionary=self._dictionary_columns
+        )
 
     def read_shard(self, shard, dtype=np.float64):
         file_index, rg = shard.key
