@@ -71,6 +71,9 @@ class ParquetSource(IterableDataset):
     Create it with :func:`parquet_source`.
     """
 
+    # The fingerprint digests every footer: schema, sizes and column statistics.
+    cacheable = True
+
     def __init__(self, path, columns=None, storage_options=None, retry=None, categorical=None):
         self.retry = as_retry_policy(retry)
         self.fs, self.files = self.retry.call(
