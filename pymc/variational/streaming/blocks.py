@@ -80,7 +80,7 @@ def iter_blocks(plan: ReadPlan, epoch: int, skip: int = 0) -> Iterator[np.ndarra
         if not hinted:  # the order from the first shard actually read
             plan.source.prefetch_hint([plan.shards[k] for k in order[i:]])
             hinted = True
-        seen, blocks = _shard_blocks(plan, index, skip)
+        seen, blocks, finite = _shard_blocks(plan, index, skip)
         skip -= seen
         with closing(blocks):
             for block in blocks:
@@ -93,7 +93,7 @@ def iter_blocks(plan: ReadPlan, epoch: int, skip: int = 0) -> Iterator[np.ndarra
                     block, skip = block[skip:], 0
                 if plan.transform is not None:
                     block = apply_transform(plan.transform, block, shard)
-                yield _check_block(plan, block, shard, seen - len(block))
+                yield _check_block(plan, block, shard, seen - len(block), finite)
         if shard.num_rows is not None and seen != shard.num_rows:
             raise ValueError(
                 f"{shard.name}: the source announced {shard.num_rows} rows but {seen} were read; "
@@ -116,18 +116,21 @@ def apply_transform(transform, block: np.ndarray, shard: Shard) -> np.ndarray:
     return out
 
 
-def _shard_blocks(plan: ReadPlan, index: int, skip: int) -> tuple[int, Iterator[np.ndarray]]:
-    """``(rows skipped unread, blocks from there)`` of shard ``index``: cached rows from
-    row ``skip`` on, else the source's rows, written through to the cache if there is one."""
+def _shard_blocks(plan: ReadPlan, index: int, skip: int) -> tuple[int, Iterator[np.ndarray], bool]:
+    """``(rows skipped unread, blocks from there, whether they are known finite)`` of shard
+    ``index``: cached rows from row ``skip`` on, else the source's rows, written through
+    to the cache if there is one."""
     shard = plan.shards[index]
     blocks = _read_resuming(plan.source, shard, plan.decode_dtype)
     if plan.cache is None:
-        return 0, blocks
+        return 0, blocks, False
     cached = plan.cache.open(index)
     if cached is not None:
         start = min(skip, cached.num_rows)
-        return start, cached.blocks(start)
-    return 0, plan.cache.write_through(index, shard, blocks)
+        return start, cached.blocks(start), cached.finite and plan.transform is None
+    # Rows skipped are not checked, nor raw rows when a transform comes first.
+    checked = plan.transform is None and skip == 0
+    return 0, plan.cache.write_through(index, shard, blocks, checked), False
 
 
 def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -152,13 +155,16 @@ def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> It
             attempt += 1
 
 
-def _check_block(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int) -> np.ndarray:
-    """The block in the stage dtype, after the checks that need to know its file."""
+def _check_block(
+    plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int, finite: bool = False
+) -> np.ndarray:
+    """The block in the stage dtype, after the checks that need to know its file (NaN and
+    inf unless ``finite`` says they were checked when the rows were cached)."""
     if block.ndim != 2 or block.shape[1] != plan.width:
         raise ValueError(
             f"{shard.name} gave a block of shape {block.shape}, expected (rows, {plan.width})"
         )
-    if block.dtype.kind == "f":
+    if block.dtype.kind == "f" and not finite:
         # The sum is non-finite whenever a value is NaN or inf: one vectorized pass and
         # no temporary the size of the block. Columns are searched only then.
         if not np.isfinite(np.add.reduce(block, axis=None)):

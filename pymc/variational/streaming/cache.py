@@ -50,7 +50,13 @@ import numpy as np
 
 from pymc.variational.streaming.datasets import IterableDataset, Shard
 from pymc.variational.streaming.files import redact
-from pymc.variational.streaming.rowfile import RowFile, open_rows, row_file_bytes, start_rows
+from pymc.variational.streaming.rowfile import (
+    FINITE,
+    RowFile,
+    open_rows,
+    row_file_bytes,
+    start_rows,
+)
 
 __all__ = ["CacheEntry", "RowCache", "default_cache_dir", "resolve_cache"]
 
@@ -312,10 +318,15 @@ class CacheEntry:
         return open_rows(self.path(index), self.width, self.dtype, self.shard_rows[index])
 
     def write_through(
-        self, index: int, shard: Shard, blocks: Iterator[np.ndarray]
+        self, index: int, shard: Shard, blocks: Iterator[np.ndarray], checked: bool = False
     ) -> Iterator[np.ndarray]:
         """``blocks`` as they come (in the cache's dtype), written to the cache on the way;
-        the shard's file appears only once every row was read."""
+        the shard's file appears only once every row was read.
+
+        ``checked`` says that the consumer checks every raw block it is given for NaN and
+        inf before asking for the next one: the file then records that its rows are finite
+        (an error would have ended the read, and the file with it).
+        """
         writer = None
         if self.writable and self._room_for(shard.num_rows):
             try:
@@ -340,7 +351,7 @@ class CacheEntry:
             done, writer = writer, None
             if done is not None:
                 try:
-                    done.finish()
+                    done.finish(FINITE if checked else 0)
                 except OSError as err:
                     self.stop_writing(f"finishing {self.path(index)} failed: {err}")
         finally:

@@ -219,6 +219,24 @@ def test_other_categorical_levels_are_another_cache(tmp_path, cache_dir):
     assert len(entries(cache_dir)) == 2
 
 
+def test_rows_cached_before_a_transform_are_still_checked(tmp_path, cache_dir):
+    # NaN cached from a loader whose transform filled it: a loader without that transform
+    # reading the same rows must still refuse them, naming the file and the column.
+    root = tmp_path / "gaps"
+    root.mkdir()
+    x = np.arange(3000.0)
+    x[1234] = np.nan  # float64 columns: decoded in float64 with a transform and without
+    pq.write_table(pa.table({"id": np.arange(3000.0), "x": x}), root / "p.parquet")
+    filled = loader_of(root, cache_dir, transform=lambda b: np.nan_to_num(b, nan=-1.0))
+    assert (epoch(filled, 0)[:, 1] == -1.0).sum() == 1
+    assert len(files(cache_dir, "*.rows")) == 1
+    plain = loader_of(root, cache_dir)
+    reads = count_reads(plain.source)
+    with pytest.raises(ValueError, match=r"p.parquet \(row group 0\): column 'x' holds 1 NaN"):
+        epoch(plain, 0)
+    assert not reads  # read from the cache, and checked
+
+
 # ----------------------------------------------------------------------------- interrupted writes
 def test_an_epoch_stopped_midway_leaves_no_partial_file(data, cache_dir):
     loader = loader_of(data, cache_dir, buffer_size=256)
