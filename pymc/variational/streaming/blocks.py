@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset, Shard
 from pymc.variational.streaming.order import ReadPlan
 from pymc.variational.streaming.retry import RetryPolicy
 
@@ -127,7 +127,9 @@ def _shard_blocks(plan: ReadPlan, index: int, skip: int) -> tuple[int, Iterator[
     cached = plan.cache.open(index)
     if cached is not None:
         start = min(skip, cached.num_rows)
-        return start, cached.blocks(start), cached.finite and plan.transform is None
+        # Blocks no larger than a window: the loader's memory stays a few windows.
+        blocks = cached.blocks(start, min(READ_BLOCK_ROWS, plan.window_rows))
+        return start, blocks, cached.finite and plan.transform is None
     # Rows skipped are not checked, nor raw rows when a transform comes first.
     checked = plan.transform is None and skip == 0
     return 0, plan.cache.write_through(index, shard, blocks, checked), False

@@ -62,9 +62,10 @@ __all__ = ["CacheEntry", "RowCache", "default_cache_dir", "resolve_cache"]
 
 #: Bump when the rows cached for a key would change (the row file format has its own).
 KEY_VERSION = 1
-#: Free space left on the cache's filesystem by default: 5% of it, at least 1 GiB.
-MIN_FREE_FRACTION = 0.05
-MIN_FREE_BYTES = 1 << 30
+#: Free space left on the cache's filesystem by default: 5% of it.
+MIN_FREE = 0.05
+#: What ``cache="auto"`` lets its directory take: 20% of the filesystem.
+AUTO_MAX_BYTES = 0.2
 # Only directories named like a key are ours to measure and evict: a directory given by
 # the user may hold anything else.
 _KEY = re.compile(r"[0-9a-f]{32}")
@@ -100,13 +101,14 @@ class RowCache:
     directory : str or path-like, optional
         Where to cache. Defaults to :func:`default_cache_dir`: ``$PYMC_STREAMING_CACHE``,
         else ``~/.cache/pymc-streaming/rows`` (under ``$XDG_CACHE_HOME`` when set).
-    max_bytes : int, optional
-        Most bytes the cached datasets in ``directory`` may take together; the least
-        recently used ones are removed to make room. Unlimited by default.
-    min_free : int, optional
-        Bytes that must stay free on the cache's filesystem after writing. Defaults to 5%
-        of the filesystem, at least 1 GiB. To make room, least recently used datasets of
-        ``directory`` are removed; rows that still do not fit are refused (see ``strict``).
+    max_bytes : int or float, optional
+        Most bytes the cached datasets in ``directory`` may take together: a number of
+        bytes, or a fraction (a float in ``(0, 1]``) of the filesystem's size. The least
+        recently used datasets are removed to make room. Unlimited by default.
+    min_free : int or float, default 0.05
+        Bytes that must stay free on the cache's filesystem after writing, or a fraction
+        of its size. To make room, least recently used datasets of ``directory`` are
+        removed; rows that still do not fit are refused (see ``strict``).
     strict : bool, default True
         When the rows do not fit: raise an error naming the directory, the bytes needed
         and the bytes free (True), or warn and read without the cache (False, what
@@ -134,20 +136,26 @@ class RowCache:
     def __init__(
         self,
         directory: str | os.PathLike | None = None,
-        max_bytes: int | None = None,
-        min_free: int | None = None,
+        max_bytes: int | float | None = None,
+        min_free: int | float = MIN_FREE,
         strict: bool = True,
     ):
         for name, value in (("max_bytes", max_bytes), ("min_free", min_free)):
-            if value is not None and (
-                not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0
+            whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+            if not (
+                (name == "max_bytes" and value is None)
+                or (whole and value >= 0)
+                or (isinstance(value, float) and 0 < value <= 1)
             ):
-                raise ValueError(f"{name} must be a number of bytes (an int >= 0), got {value!r}")
+                raise ValueError(
+                    f"{name} must be a number of bytes (an int >= 0) or a fraction of the "
+                    f"filesystem (a float in (0, 1]), got {value!r}"
+                )
         self.directory = (
             Path(directory).expanduser() if directory is not None else default_cache_dir()
         )
-        self.max_bytes = None if max_bytes is None else int(max_bytes)
-        self.min_free = None if min_free is None else int(min_free)
+        self.max_bytes = max_bytes
+        self.min_free = min_free
         self.strict = bool(strict)
 
     def __repr__(self) -> str:
@@ -176,13 +184,20 @@ class RowCache:
         return CacheEntry(self, key, meta, len(source.columns), dtype, described["shard_rows"])
 
     def min_free_bytes(self) -> int:
-        """The free space kept on the cache's filesystem."""
-        if self.min_free is not None:
-            return self.min_free
+        """The free space kept on the cache's filesystem, in bytes."""
+        return self._bytes(self.min_free)
+
+    def max_bytes_limit(self) -> int | None:
+        """The most bytes the directory may hold, or None."""
+        return None if self.max_bytes is None else self._bytes(self.max_bytes)
+
+    def _bytes(self, value: int | float) -> int:
+        if not isinstance(value, float):
+            return int(value)
         path = self.directory
         while not path.exists() and path.parent != path:
             path = path.parent
-        return max(MIN_FREE_BYTES, int(MIN_FREE_FRACTION * shutil.disk_usage(path).total))
+        return int(value * shutil.disk_usage(path).total)
 
     def used_bytes(self) -> dict[Path, int]:
         """Bytes taken by each cached dataset, least recently used first."""
@@ -204,7 +219,9 @@ def resolve_cache(cache: Any, source: IterableDataset) -> RowCache | None:
     if cache is None or cache is False:
         return None
     if isinstance(cache, str) and cache == "auto":
-        return RowCache(strict=False) if getattr(source, "cacheable", False) else None
+        if not getattr(source, "cacheable", False):
+            return None
+        return RowCache(max_bytes=AUTO_MAX_BYTES, strict=False)
     if cache is True:
         cache = RowCache()
     elif isinstance(cache, str | os.PathLike):
@@ -287,7 +304,7 @@ class CacheEntry:
                 f"rows: they need {_size(needed)}, {_size(free)} are free, and {_size(keep)} "
                 "must stay free (min_free)"
             )
-        limit = self.cache.max_bytes
+        limit = self.cache.max_bytes_limit()
         used = sum(self.cache.used_bytes().values()) if limit is not None else 0
         if limit is not None and used + needed > limit:
             return (

@@ -115,13 +115,13 @@ class DataLoader:
     cache : "auto", None, bool, str, path-like or RowCache, default "auto"
         Keep the decoded rows in a local cache, so that only the first epoch decodes (and
         downloads) them and later epochs and fits read raw rows back. ``"auto"`` caches
-        parquet and CSV sources under ``~/.cache/pymc-streaming/rows`` (see
-        :func:`~pymc.variational.streaming.cache.default_cache_dir`) when the rows fit with
-        5% of the disk left free, and otherwise reads without a cache, with a warning. A
-        directory, ``True`` (the default directory) or a
-        :class:`~pymc.variational.streaming.RowCache` (size limits) insist: rows that do
-        not fit are an error. ``None`` or ``False`` read the source every epoch. The cache
-        never changes which rows come when.
+        parquet and CSV sources in ``~/.cache/pymc-streaming/rows`` (or
+        ``$PYMC_STREAMING_CACHE``) as long as the cache takes at most 20% of the disk and
+        leaves 5% of it free (least recently used datasets make room), and otherwise
+        reads without a cache, with a warning. A directory, ``True`` (the default
+        directory) or a :class:`~pymc.variational.streaming.RowCache` (its own limits)
+        insist: rows that do not fit are an error. ``None`` or ``False`` read the source
+        every epoch. The cache never changes which rows come when.
 
     Examples
     --------

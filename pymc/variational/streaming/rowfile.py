@@ -82,9 +82,9 @@ class RowFile:
     def __del__(self) -> None:
         self.close()
 
-    def blocks(self, start: int = 0) -> Iterator[np.ndarray]:
-        """The rows from ``start`` on, in blocks of up to ``READ_BLOCK_ROWS`` rows; the
-        file is closed at the end.
+    def blocks(self, start: int = 0, size: int = READ_BLOCK_ROWS) -> Iterator[np.ndarray]:
+        """The rows from ``start`` on, in blocks of up to ``size`` rows; the file is closed
+        at the end.
 
         Each block is read by ``preadv`` straight into its own array, with no bytes object
         in between. Blocks of one size are recycled by the allocator, so memory stays flat.
@@ -93,8 +93,8 @@ class RowFile:
         """
         row_bytes = self.width * self.dtype.itemsize
         try:
-            for a in range(start, self.num_rows, READ_BLOCK_ROWS):
-                block = np.empty((min(READ_BLOCK_ROWS, self.num_rows - a), self.width), self.dtype)
+            for a in range(start, self.num_rows, size):
+                block = np.empty((min(size, self.num_rows - a), self.width), self.dtype)
                 view = memoryview(block).cast("B")
                 offset, done = HEADER_BYTES + a * row_bytes, 0
                 while done < len(view):

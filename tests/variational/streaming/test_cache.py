@@ -17,9 +17,11 @@ bit-identical batches, resuming, and remote sources read once."""
 import errno
 import multiprocessing
 import os
+import shutil
 import signal
 import threading
 import time
+import tracemalloc
 
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -171,6 +173,30 @@ def test_batches_are_bit_identical_with_and_without_the_cache(
         ids = np.sort(got[:, 0] / (2.0 if transform else 1.0))
         np.testing.assert_array_equal(ids, np.arange(FILES * ROWS))
     assert len(files(cache_dir, "*.rows")) == SHARDS
+
+
+def test_memory_with_the_cache_is_bounded_by_the_buffer_not_by_n(tmp_path, cache_dir):
+    # numpy reports its buffers to tracemalloc: the peak covers every cached block read,
+    # every window and every batch, over a cold epoch and a warm one.
+    W = 20_000
+    peaks = {}
+    for n in (80_000, 320_000):
+        root = tmp_path / str(n)
+        root.mkdir()
+        rows = np.arange(n * 14, dtype=np.float64).reshape(n, 14)
+        pq.write_table(pa.table({f"c{j}": rows[:, j] for j in range(14)}), root / "p.parquet")
+        loader = loader_of(root, cache_dir, batch_size=1000, buffer_size=W)
+        tracemalloc.start()
+        try:
+            with loader.iterate(prefetch=0, overlap=False) as it:
+                for _ in range(2 * n // 1000):
+                    next(it)
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    window_bytes = W * 14 * 8
+    assert peaks[320_000] < 6 * window_bytes
+    assert peaks[320_000] < 1.1 * peaks[80_000]
 
 
 # ----------------------------------------------------------------------------- invalidation
@@ -503,7 +529,10 @@ def test_a_second_epoch_downloads_nothing(server, data, cache_dir):
 def test_the_cache_option(tmp_path, data, row_cache_dir):
     auto = loader_of(data, "auto")
     assert auto.cache.directory == row_cache_dir == default_cache_dir()
-    assert auto.cache.strict is False
+    assert (auto.cache.strict, auto.cache.max_bytes, auto.cache.min_free) == (False, 0.2, 0.05)
+    total = shutil.disk_usage(row_cache_dir).total
+    assert auto.cache.max_bytes_limit() == int(0.2 * total)
+    assert auto.cache.min_free_bytes() == int(0.05 * total)
     epoch(auto, 0)
     assert len(files(row_cache_dir, "*.rows")) == SHARDS  # "auto" is the default
     assert DataLoader(parquet_source(data), batch_size=10).cache.directory == row_cache_dir
@@ -520,8 +549,9 @@ def test_the_cache_option(tmp_path, data, row_cache_dir):
     assert DataLoader(csv_source(tmp_path / "t.csv", num_rows=2), batch_size=1).cache is None
     with pytest.raises(TypeError, match='cache must be "auto", None, True, a directory'):
         loader_of(data, 3)
-    with pytest.raises(ValueError, match="min_free must be a number of bytes"):
-        RowCache(tmp_path, min_free=-1)
+    for bad in ({"min_free": -1}, {"max_bytes": 1.5}, {"min_free": None}):
+        with pytest.raises(ValueError, match=r"must be a number of bytes .* or a fraction"):
+            RowCache(tmp_path, **bad)
 
 
 def test_default_directory(monkeypatch, tmp_path):
