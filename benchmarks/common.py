@@ -320,15 +320,50 @@ def prepare_dataset(
 
 
 # ----------------------------------------------------------------------------- timing
+def idle_fraction(seconds: float = 0.5) -> float:
+    """Fraction of the machine's CPU time spent idle over ``seconds`` (Linux; 1.0
+    elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            a = [int(x) for x in f.readline().split()[1:]]
+        time.sleep(seconds)
+        with open("/proc/stat") as f:
+            b = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 1.0
+    delta = [y - x for x, y in zip(a, b)]
+    return (delta[3] + delta[4]) / max(sum(delta), 1)  # idle + iowait
+
+
+def wait_until_idle(min_idle: float, timeout: float = 600.0) -> bool:
+    """Wait until the machine is at least ``min_idle`` idle (other users' jobs have
+    paused); False if it never was within ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if idle_fraction() >= min_idle:
+            return True
+    return False
+
+
 def side_by_side(
-    runners: Mapping[str, Callable[[], float]], rounds: int, verbose: bool = True
+    runners: Mapping[str, Callable[[], float]],
+    rounds: int,
+    verbose: bool = True,
+    quiet: float | None = None,
 ) -> dict[str, list[float]]:
     """Call every runner once per round, in an order rotated each round, and collect the
-    rates they return (higher is better)."""
+    rates they return (higher is better).
+
+    With ``quiet``, each call waits until the machine is that idle (a fraction, e.g. 0.9):
+    on a shared machine, contenders that need a second core (a producer process) are
+    otherwise measured against other people's jobs rather than against each other.
+    """
     names = list(runners)
     rates: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            if quiet is not None and not wait_until_idle(quiet):
+                print(f"  (the machine was never {quiet:.0%} idle; measuring {name} anyway)")
             rates[name].append(float(runners[name]()))
         if verbose:
             print(
@@ -344,6 +379,12 @@ def medians(rates: Mapping[str, Sequence[float]]) -> dict[str, float]:
 
 def ratios(median: Mapping[str, float], reference: str) -> dict[str, float]:
     return {name: value / median[reference] for name, value in median.items()}
+
+
+def paired_ratio(rates: Mapping[str, Sequence[float]], name: str, reference: str) -> float:
+    """Median over rounds of ``name``'s rate over ``reference``'s in the same round: on a
+    shared machine whose load drifts, steadier than the ratio of the medians."""
+    return statistics.median(a / b for a, b in zip(rates[name], rates[reference]))
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

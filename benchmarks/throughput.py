@@ -11,7 +11,10 @@ rounds and ratios measured in the same run:
 - ``minibatch``: ``pm.fit`` with ``pm.Minibatch`` over arrays held in RAM;
 - ``trainer-nocache``: the Trainer streaming from the files (default producer: a forked
   process), decoding every epoch (``cache=None``);
-- ``trainer-cold``: the Trainer's first epoch with an empty row cache, which it fills;
+- ``trainer-first-nocache``: the first epoch of a new Trainer without a cache (the
+  producer's start-up included, as in the next one);
+- ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
+  fills;
 - ``trainer-warm``: the Trainer reading the rows back from a warm cache.
 
 The loader alone (one shuffled epoch of ``DataLoader.iterate``, float64 batches, thread
@@ -50,6 +53,7 @@ from common import (
     ENCODINGS,
     default_cache_root,
     medians,
+    paired_ratio,
     prepare_dataset,
     print_table,
     side_by_side,
@@ -116,14 +120,16 @@ def time_trainer(source, steps, cache):
     return time_fit(trainer, steps)
 
 
-def time_cold_epoch(source, dirs: CacheDirs):
-    """Steps/s over the first epoch of a new Trainer whose row cache is empty."""
+def time_first_epoch(source, dirs: CacheDirs | None):
+    """Steps/s over the first epoch of a new Trainer (compiled before timing), whose row
+    cache is empty, or without a cache when ``dirs`` is None."""
 
     def run():
-        cache = dirs.fresh()
+        cache = dirs.fresh() if dirs is not None else None
         trainer = new_trainer(source, cache)
         rate = time_fit(trainer, trainer.dataloader.batches_per_epoch)()
-        shutil.rmtree(cache, ignore_errors=True)
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
         return rate
 
     return run
@@ -234,6 +240,12 @@ def main(argv=None):
         default=default_cache_root() / "throughput-rows",
         help="where the row caches of the contenders are made (removed at the end)",
     )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=None,
+        help="before each measurement, wait until the machine is this idle (e.g. 0.9)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -251,7 +263,8 @@ def main(argv=None):
             "ceiling": time_ceiling(X, y, args.steps),
             "minibatch": time_minibatch(X, y, args.steps),
             "trainer-nocache": time_trainer(source, args.steps, None),
-            "trainer-cold": time_cold_epoch(source, dirs),
+            "trainer-first-nocache": time_first_epoch(source, None),
+            "trainer-cold": time_first_epoch(source, dirs),
             "trainer-warm": time_trainer(source, args.steps, warm),
         }
         loader = {
@@ -260,22 +273,29 @@ def main(argv=None):
             "loader-cold": loader_epoch(source, "cold", dirs),
             "loader-warm": loader_epoch(source, warm),
         }
-        rates = side_by_side({**steps, **loader}, args.rounds)
+        rates = side_by_side({**steps, **loader}, args.rounds, quiet=args.quiet)
     finally:
         dirs.remove()
     median = medians(rates)
     mb, ceiling, scan = median["minibatch"], median["ceiling"], median["raw-scan"]
+    paired = {n: paired_ratio(rates, n, "minibatch") for n in steps}
+    paired_ceiling = {n: paired_ratio(rates, n, "ceiling") for n in steps}
+    paired_scan = {n: paired_ratio(rates, n, "raw-scan") for n in loader}
     print(
-        f"\n{args.encoding}: {args.rows:,d} rows in {args.files} files, medians of {args.rounds} rounds"
+        f"\n{args.encoding}: {args.rows:,d} rows in {args.files} files, medians of "
+        f"{args.rounds} rounds (paired: median of the ratios within each round)"
     )
     print_table(
-        ["contender", "steps/s", "x minibatch", "x ceiling"],
-        [[n, median[n], median[n] / mb, median[n] / ceiling] for n in steps],
+        ["contender", "steps/s", "x minibatch", "x ceiling", "paired x mb", "paired x ceil"],
+        [
+            [n, median[n], median[n] / mb, median[n] / ceiling, paired[n], paired_ceiling[n]]
+            for n in steps
+        ],
     )
     print()
     print_table(
-        ["loader alone", "M rows/s", "x raw scan"],
-        [[n, median[n] / 1e6, median[n] / scan] for n in loader],
+        ["loader alone", "M rows/s", "x raw scan", "paired"],
+        [[n, median[n] / 1e6, median[n] / scan, paired_scan[n]] for n in loader],
     )
     write_json(
         out,
@@ -290,6 +310,9 @@ def main(argv=None):
             "ratio_to_minibatch": {n: median[n] / mb for n in steps},
             "ratio_to_ceiling": {n: median[n] / ceiling for n in steps},
             "ratio_to_raw_scan": {n: median[n] / scan for n in loader},
+            "paired_ratio_to_minibatch": paired,
+            "paired_ratio_to_ceiling": paired_ceiling,
+            "paired_ratio_to_raw_scan": paired_scan,
         },
     )
     print(f"wrote {out}")

@@ -279,7 +279,7 @@ class CacheEntry:
         strict (a warning says why); an ``OSError`` naming the sizes when it is."""
         needed = self.missing_bytes()
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.cache.directory.mkdir(parents=True, exist_ok=True)
             if needed:
                 keep = self.cache.min_free_bytes()
                 others = [d for d in self.cache.used_bytes() if d.name != self.key]
@@ -288,6 +288,7 @@ class CacheEntry:
                 short = self._shortfall(needed, keep)
                 if short:
                     return self._refuse(short)
+            self.directory.mkdir(exist_ok=True)
             self._write_meta()
         except OSError as err:
             if self.cache.strict:
@@ -376,11 +377,15 @@ class CacheEntry:
                 writer.abort()
 
     def _room_for(self, rows: int | None) -> bool:
-        if rows is None:
-            return True
-        free = shutil.disk_usage(self.directory).free
-        needed = row_file_bytes(rows, self.width, self.dtype)
-        if free - needed >= self.cache.min_free_bytes():
+        """Whether a shard of ``rows`` rows fits now, leaving ``min_free``; the directory
+        may also have gone (removed by another process to make room)."""
+        try:
+            free = shutil.disk_usage(self.directory).free
+            keep = self.cache.min_free_bytes()
+        except OSError as err:
+            self.stop_writing(f"the cache directory is gone: {err}")
+            return False
+        if rows is None or free - row_file_bytes(rows, self.width, self.dtype) >= keep:
             return True
         self.stop_writing(f"only {_size(free)} are free in {str(self.cache.directory)!r}")
         return False

@@ -199,6 +199,25 @@ def test_memory_with_the_cache_is_bounded_by_the_buffer_not_by_n(tmp_path, cache
     assert peaks[320_000] < 1.1 * peaks[80_000]
 
 
+def test_csv_rows_are_cached_in_float64(tmp_path, cache_dir):
+    root = tmp_path / "csv"
+    root.mkdir()
+    for k in range(2):
+        ids = np.arange(k * 1500, (k + 1) * 1500)
+        lines = "".join(f"{i},{float(np.sin(i))!r}\n" for i in ids)
+        (root / f"part-{k}.csv").write_text("id,x\n" + lines)
+    cached = loader_of(None, cache_dir, source=csv_source(root))
+    plain = loader_of(None, None, source=csv_source(root))
+    reads = count_reads(cached.source)
+    for e in (0, 1):
+        got = epoch(cached, e)
+        np.testing.assert_array_equal(got, epoch(plain, e))
+        np.testing.assert_array_equal(got[:, 1], np.sin(got[:, 0]))  # every digit kept
+    assert sum(reads.values()) == 2
+    sizes = sorted(p.stat().st_size for p in cache_dir.rglob("*.rows"))
+    assert sizes == [HEADER_BYTES + 1500 * 2 * 8] * 2
+
+
 # ----------------------------------------------------------------------------- invalidation
 def changed_file(root):
     pq.write_table(table(1, scale=-3.0), root / "part-1.parquet", row_group_size=GROUP)
@@ -390,7 +409,7 @@ def test_not_enough_space_is_an_error_naming_the_sizes(data, cache_dir):
     with pytest.raises(OSError, match=pattern) as raised:
         loader.iterate()
     assert raised.value.errno == errno.ENOSPC
-    assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+    assert list(cache_dir.iterdir()) == []  # not even the dataset's directory
 
 
 def test_not_enough_space_reads_without_a_cache_when_not_strict(data, cache_dir):
@@ -411,6 +430,21 @@ def test_a_disk_full_while_writing_leaves_nothing_behind(data, cache_dir, monkey
     with pytest.warns(RuntimeWarning, match="the row cache stops writing: writing .* No space"):
         got = epoch(loader, 0)
     np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
+    assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+
+
+def test_a_cache_removed_while_in_use_is_read_around(data, cache_dir):
+    # Another process may remove a dataset to make room for its own: a loader reading it
+    # goes on with the source, with a warning, and never reads a partial file.
+    loader = loader_of(data, cache_dir)
+    reference = loader_of(data, None)
+    with loader.iterate((0, 0), epochs=2, prefetch=0, workers=0, overlap=False) as it:
+        first = [next(it) for _ in range(3)]
+        RowCache(cache_dir).clear()
+        with pytest.warns(RuntimeWarning, match="the row cache stops writing"):
+            rest = list(it)
+    want = np.concatenate([epoch(reference, 0), epoch(reference, 1)])
+    np.testing.assert_array_equal(np.concatenate(first + rest), want)
     assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
 
 
