@@ -71,6 +71,7 @@ import math
 import multiprocessing
 import os
 import resource
+import sys
 import time
 
 from collections.abc import Callable, Iterator, Sequence
@@ -81,10 +82,19 @@ from typing import Any
 
 import numpy as np
 
-FEATURES = [f"I{i}" for i in range(1, 14)]
-COLUMNS = [*FEATURES, "label"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    BATCH_SIZE,
+    COLUMNS,
+    FEATURES,
+    ROW_GROUP_ROWS,
+    default_cache_root,
+    prepare_dataset,
+    sigmoid,
+)
+
 COEF_NAMES = ["intercept", *FEATURES]
-BATCH_SIZE = 4096
 DEFAULT_ROWS = 1_000_000
 DEFAULT_STEPS = 20_000
 QUICK_ROWS = 200_000
@@ -95,176 +105,11 @@ DEFAULT_SEED = 2026
 MIN_CORRELATION = 0.999
 MAX_ABS_DIFF = 0.15
 
-# ----------------------------------------------------------------------------- the truth
-# Bump when the generating process changes, so that stale caches are regenerated.
-GENERATOR_VERSION = 2
-ROW_GROUP_ROWS = 100_000
-ROW_GROUPS_PER_FILE = 10
-MIN_FILES = 4
 # Measured here on these rows (plain-encoded float32, one thread): lz4 decodes at about
 # 38M rows/s, uncompressed 41M, snappy (pyarrow's default) only 9M. The decode is half of
 # the producer's work per batch, so the data is written with lz4.
 DEFAULT_COMPRESSION = "lz4"
 COMPRESSIONS = ("snappy", "lz4", "zstd", "none")
-
-# Per feature: log-scale location and spread of the count rate, probability of a structural
-# zero, and whether the count is Poisson(rate) (overdispersed like a negative binomial) or
-# floor(rate) (a rounded lognormal, for the huge counters such as Criteo's I5).
-FEATURE_MU = np.array([0.3, 2.5, 1.8, 1.5, 8.0, 3.5, 1.5, 2.2, 4.0, -0.8, 0.8, -1.5, 2.0])
-FEATURE_SIGMA = np.array([1.0, 1.5, 1.2, 0.9, 1.8, 1.6, 1.4, 1.0, 1.3, 0.8, 1.0, 1.2, 1.1])
-ZERO_PROB = np.array([0.45, 0.05, 0.20, 0.20, 0.02, 0.20, 0.05, 0.01, 0.03, 0.40, 0.10, 0.75, 0.20])
-ROUNDED_LOGNORMAL = np.zeros(13, dtype=bool)
-ROUNDED_LOGNORMAL[[4, 8]] = True
-
-# Loadings of the latent Gaussian copula on 3 factors: I2, I3, I4, I6 move together, as do
-# I5, I7, I9, I13, and I1, I10, I11; I8 and I12 are independent of the rest.
-LOADINGS = np.zeros((13, 3))
-LOADINGS[[1, 2, 3, 5], 0] = [0.9, 0.8, 0.75, 0.85]
-LOADINGS[[4, 6, 8, 12], 1] = [0.85, 0.7, 0.9, 0.6]
-LOADINGS[[0, 9, 10], 2] = [0.8, 0.7, 0.6]
-UNIQUE_SD = np.sqrt(1.0 - (LOADINGS**2).sum(axis=1))
-
-TRUE_INTERCEPT = -3.7
-TRUE_COEFS = np.array(
-    [0.35, -0.25, 0.20, 0.0, 0.30, -0.15, 0.10, 0.25, 0.0, -0.20, 0.15, 0.05, -0.10]
-)
-
-
-def simulate_counts(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Draw ``n`` rows of the 13 count features, as float64."""
-    factors = rng.standard_normal((n, LOADINGS.shape[1]))
-    latent = factors @ LOADINGS.T + rng.standard_normal((n, 13)) * UNIQUE_SD
-    rates = np.exp(FEATURE_MU + FEATURE_SIGMA * latent)
-    counts = np.floor(rates)
-    poisson = ~ROUNDED_LOGNORMAL
-    counts[:, poisson] = rng.poisson(rates[:, poisson])
-    counts[rng.random((n, 13)) < ZERO_PROB] = 0.0
-    return counts
-
-
-def sigmoid(eta: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-eta))
-
-
-def feature_rng(seed: int, group: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 0, group])
-
-
-def label_rng(seed: int, group: int) -> np.random.Generator:
-    return np.random.default_rng([seed, 1, group])
-
-
-def row_group_sizes(rows: int) -> list[int]:
-    sizes = [ROW_GROUP_ROWS] * (rows // ROW_GROUP_ROWS)
-    if rows % ROW_GROUP_ROWS:
-        sizes.append(rows % ROW_GROUP_ROWS)
-    return sizes
-
-
-def file_layout(num_groups: int) -> list[list[int]]:
-    """Row-group indices of each file: at least ``MIN_FILES`` files, at most 10 groups each."""
-    num_files = min(num_groups, max(MIN_FILES, math.ceil(num_groups / ROW_GROUPS_PER_FILE)))
-    return [part.tolist() for part in np.array_split(np.arange(num_groups), num_files)]
-
-
-def log_count_moments(sizes: Sequence[int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """First pass: mean and standard deviation of ``log1p(count)`` over all rows."""
-    n_total, mean, m2 = 0, np.zeros(13), np.zeros(13)
-    for group, n in enumerate(sizes):
-        x = np.log1p(simulate_counts(feature_rng(seed, group), n))
-        x_mean = x.mean(axis=0)
-        delta = x_mean - mean
-        n_new = n_total + n
-        # Chan et al.'s pairwise update: exact and stable for any number of rows.
-        m2 += ((x - x_mean) ** 2).sum(axis=0) + delta**2 * n_total * n / n_new
-        mean += delta * n / n_new
-        n_total = n_new
-    return mean, np.sqrt(m2 / n_total)
-
-
-def simulate_row_group(
-    seed: int, group: int, n: int, mean: np.ndarray, std: np.ndarray
-) -> np.ndarray:
-    """Second pass: standardized float32 features of one row group and their labels."""
-    x = ((np.log1p(simulate_counts(feature_rng(seed, group), n)) - mean) / std).astype(np.float32)
-    # The truth holds for the float32 values as stored.
-    eta = TRUE_INTERCEPT + x.astype(np.float64) @ TRUE_COEFS
-    y = (label_rng(seed, group).random(n) < sigmoid(eta)).astype(np.float32)
-    return np.column_stack([x, y])
-
-
-def write_dataset(folder: Path, rows: int, seed: int, compression: str) -> dict[str, Any]:
-    """Generate ``rows`` rows into ``folder`` and return the manifest, written last."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in [*folder.glob("*.parquet"), *folder.glob("*.tmp")]:
-        stale.unlink()
-    sizes = row_group_sizes(rows)
-    mean, std = log_count_moments(sizes, seed)
-    # Non-nullable: the rows have no missing values, and columns without null flags decode faster.
-    schema = pa.schema([pa.field(c, pa.float32(), nullable=False) for c in COLUMNS])
-    files, clicks = [], 0
-    for k, groups in enumerate(file_layout(len(sizes))):
-        name = f"part-{k:05d}.parquet"
-        tmp = folder / f"{name}.tmp"
-        with pq.ParquetWriter(tmp, schema, use_dictionary=False, compression=compression) as writer:
-            for group in groups:
-                block = simulate_row_group(seed, group, sizes[group], mean, std)
-                clicks += int(block[:, -1].sum())
-                table = pa.Table.from_arrays(
-                    [pa.array(block[:, j]) for j in range(len(COLUMNS))], schema=schema
-                )
-                writer.write_table(table, row_group_size=len(block))
-        os.replace(tmp, folder / name)
-        files.append({"name": name, "rows": sum(sizes[g] for g in groups)})
-    manifest = {
-        "generator_version": GENERATOR_VERSION,
-        "rows": rows,
-        "seed": seed,
-        "compression": compression,
-        "files": files,
-        "clicks": clicks,
-        "click_rate": clicks / rows,
-        "log1p_mean": mean.tolist(),
-        "log1p_std": std.tolist(),
-        "true_intercept": TRUE_INTERCEPT,
-        "true_coefs": TRUE_COEFS.tolist(),
-    }
-    tmp = folder / "_manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, folder / "_manifest.json")
-    return manifest
-
-
-def cached_manifest(folder: Path, rows: int, seed: int, compression: str) -> dict[str, Any] | None:
-    """The manifest of a complete dataset in ``folder``, or None if it must be (re)generated."""
-    import pyarrow.parquet as pq
-
-    try:
-        manifest = json.loads((folder / "_manifest.json").read_text())
-    except (OSError, ValueError):
-        return None
-    wanted = {
-        "generator_version": GENERATOR_VERSION,
-        "rows": rows,
-        "seed": seed,
-        "compression": compression,
-    }
-    if any(manifest.get(k) != v for k, v in wanted.items()):
-        return None
-    try:
-        for f in manifest["files"]:
-            if pq.read_metadata(folder / f["name"]).num_rows != f["rows"]:
-                return None
-    except (OSError, ValueError, KeyError):
-        return None
-    return manifest
-
-
-def default_cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pymc-streaming"
 
 
 @dataclass(frozen=True)
@@ -282,29 +127,29 @@ class DataInfo:
 def prepare_data(
     rows: int, seed: int, data: str | None, cache_root: Path, compression: str
 ) -> DataInfo:
-    """Use ``data`` if given, else the cached synthetic dataset, generating it if needed."""
+    """Use ``data`` if given, else the cached synthetic dataset, generating it if needed:
+    plain-encoded, non-nullable float32 columns in row groups of 100,000 rows."""
     if data is not None:
         from pymc.variational.streaming import parquet_source
 
         source = parquet_source(data, columns=COLUMNS)
         return DataInfo(path=data, rows=int(source.num_rows), generated=False)
     suffix = "" if compression == DEFAULT_COMPRESSION else f"-{compression}"
-    folder = cache_root / f"criteo-{rows}-{seed}{suffix}"
-    manifest = cached_manifest(folder, rows, seed, compression)
-    seconds = None
-    if manifest is None:
-        print(f"Generating {rows:,d} Criteo-like rows into {folder} ...", flush=True)
-        t0 = time.perf_counter()
-        manifest = write_dataset(folder, rows, seed, compression)
-        seconds = time.perf_counter() - t0
-        print(f"  done in {seconds:.1f} s", flush=True)
-    else:
-        print(f"Reusing the cached dataset in {folder}", flush=True)
+    dataset = prepare_dataset(
+        rows,
+        seed,
+        encoding=f"{compression}-plain",
+        row_group_rows=ROW_GROUP_ROWS,
+        nullable=False,
+        root=cache_root,
+        name=f"criteo-{rows}-{seed}{suffix}",
+    )
+    manifest = dataset.manifest
     return DataInfo(
-        path=str(folder),
+        path=dataset.path,
         rows=rows,
         generated=True,
-        generate_seconds=seconds,
+        generate_seconds=dataset.generate_seconds,
         true_coefs=[manifest["true_intercept"], *manifest["true_coefs"]],
         click_rate=manifest["click_rate"],
     )

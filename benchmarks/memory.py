@@ -5,6 +5,11 @@ samples the PSS of that process *and its children* (a forked producer's memory c
 every 20 ms and keeps the peak. PSS splits pages shared between processes, so a forked
 producer is neither hidden nor counted twice.
 
+Streaming fits run without a row cache, and with one (``DataLoader(cache=...)``): cold (an
+empty cache, written during the fit) and warm (filled beforehand by a loader pass in
+another process). The cache lives in a directory of its own under ``--cache-root``,
+removed at the end.
+
 Run ``python benchmarks/memory.py`` (``--rows 1000000 16000000``, ``--steps``); it prints a
 table and the ratio of each streaming peak to the smallest one, and writes
 ``benchmarks/results/memory.json`` and, when matplotlib is installed, ``memory.png``.
@@ -15,7 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 
@@ -31,14 +38,19 @@ from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
 BATCH = 4096
 
 
-def streaming_fit(path: str, steps: int, workers: int) -> None:
+def streaming_fit(path: str, steps: int, workers: int, cache: str | None = None) -> None:
     import pymc as pm
 
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
     warnings.simplefilter("ignore")
     loader = DataLoader(
-        parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers
+        parquet_source(path),
+        batch_size=BATCH,
+        sample_shape=(14,),
+        seed=1,
+        workers=workers,
+        cache=cache,
     )
     with pm.Model():
         b = pm.Normal("b", 0.0, 1.5, shape=14)
@@ -52,7 +64,16 @@ def streaming_fit(path: str, steps: int, workers: int) -> None:
         Trainer(dataloader=loader, random_seed=1, progressbar=False).fit(steps)
 
 
-def minibatch_fit(path: str, steps: int, workers: int) -> None:
+def fill_cache(path: str, cache: str) -> None:
+    """One epoch of the loader alone, which writes every shard to the cache."""
+    from pymc.variational.streaming import DataLoader, parquet_source
+
+    loader = DataLoader(parquet_source(path), batch_size=BATCH, sample_shape=(14,), cache=cache)
+    for _ in loader.iterate(epochs=1, recycle=True):
+        pass
+
+
+def minibatch_fit(path: str, steps: int, workers: int, cache: str | None = None) -> None:
     import pyarrow.parquet as pq
 
     import pymc as pm
@@ -83,10 +104,10 @@ def tree_pss_mb(process: psutil.Process) -> float:
     return total / 2**20
 
 
-def peak_pss(target, path: str, steps: int, workers: int) -> tuple[float, float]:
+def peak_pss(target, path: str, steps: int, workers: int, cache: str | None) -> tuple[float, float]:
     """Peak PSS (MB) of a fit's process tree, and its wall time."""
     process = multiprocessing.get_context("spawn").Process(
-        target=target, args=(path, steps, workers)
+        target=target, args=(path, steps, workers, cache)
     )
     t0 = time.perf_counter()
     process.start()
@@ -133,31 +154,56 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--compression", default=DEFAULT_COMPRESSION)
     parser.add_argument(
+        "--cache-root",
+        type=Path,
+        default=default_cache_root() / "memory-rows",
+        help="where the row caches of the fits are made (removed at the end)",
+    )
+    parser.add_argument(
         "--out", default=str(Path(__file__).resolve().parent / "results" / "memory.json")
     )
     args = parser.parse_args(argv)
 
+    # name: (fit, workers, cache: None, "cold" or "warm")
     contenders = {
-        "streaming (thread)": (streaming_fit, 0),
-        "streaming (process)": (streaming_fit, 1),
-        "pm.Minibatch": (minibatch_fit, 0),
+        "streaming (thread)": (streaming_fit, 0, None),
+        "streaming (process)": (streaming_fit, 1, None),
+        "streaming (cache, cold)": (streaming_fit, 1, "cold"),
+        "streaming (cache, warm)": (streaming_fit, 1, "warm"),
+        "pm.Minibatch": (minibatch_fit, 0, None),
     }
     peaks: dict[str, dict[str, float]] = {name: {} for name in contenders}
-    for rows in args.rows:
-        path = prepare_data(rows, 2026, None, default_cache_root(), args.compression).path
-        for name, (target, workers) in contenders.items():
-            peak, seconds = peak_pss(target, path, args.steps, workers)
-            peaks[name][str(rows)] = peak
-            print(
-                f"{rows:>12,d} rows  {name:<20} peak PSS {peak:8.0f} MB  ({seconds:.0f} s)",
-                flush=True,
-            )
+    args.cache_root.mkdir(parents=True, exist_ok=True)
+    caches = Path(tempfile.mkdtemp(prefix="memory-", dir=args.cache_root))
+    try:
+        for rows in args.rows:
+            path = prepare_data(rows, 2026, None, default_cache_root(), args.compression).path
+            for name, (target, workers, kind) in contenders.items():
+                cache = None
+                if kind is not None:
+                    cache = tempfile.mkdtemp(dir=caches)
+                    if kind == "warm":
+                        filler = multiprocessing.get_context("spawn").Process(
+                            target=fill_cache, args=(path, cache)
+                        )
+                        filler.start()
+                        filler.join()
+                peak, seconds = peak_pss(target, path, args.steps, workers, cache)
+                if cache is not None:
+                    shutil.rmtree(cache, ignore_errors=True)
+                peaks[name][str(rows)] = peak
+                print(
+                    f"{rows:>12,d} rows  {name:<24} peak PSS {peak:8.0f} MB  ({seconds:.0f} s)",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(caches, ignore_errors=True)
     smallest = str(min(args.rows))
     largest = str(max(args.rows))
     growth = {name: runs[largest] / runs[smallest] for name, runs in peaks.items()}
     print(f"\npeak at {int(largest):,d} rows / peak at {int(smallest):,d} rows:")
     for name, g in growth.items():
-        print(f"  {name:<20} {g:.3f}")
+        print(f"  {name:<24} {g:.3f}")
     result = {"steps": args.steps, "batch_size": BATCH, "peaks_mb": peaks, "growth": growth}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

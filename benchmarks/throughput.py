@@ -1,70 +1,136 @@
-"""Steps per second of a streaming fit against ``pm.fit`` + ``pm.Minibatch``, side by side.
+"""Steps per second of a streaming fit against ``pm.fit`` + ``pm.Minibatch``, side by side,
+on files written the way users write them.
 
-Every contender runs the seed's logistic model (14 coefficients, batch 4096, loss computed
-each step) on the same Criteo-like parquet data, in one process, interleaved over several
-rounds so that both see the same machine. Reported figures are medians over the rounds and
-ratios to ``pm.Minibatch`` measured in the same run:
+Every contender runs the seed's logistic model (14 coefficients, batch 4096, Adam at 0.01,
+loss computed every step) on the same Criteo-like rows, in one process, interleaved over
+several rounds so that all see the same machine. Reported figures are medians over the
+rounds and ratios measured in the same run:
 
 - ``ceiling``: the compiled ADVI step alone on a batch that never changes, the bound for
   any data feed;
 - ``minibatch``: ``pm.fit`` with ``pm.Minibatch`` over arrays held in RAM;
-- ``trainer-thread``: the Trainer streaming from parquet, windows produced on a thread;
-- ``trainer-process``: the same with ``workers=1``, a forked producer process.
+- ``trainer-nocache``: the Trainer streaming from the files (default producer: a forked
+  process), decoding every epoch (``cache=None``);
+- ``trainer-first-nocache``: the first epoch of a new Trainer without a cache (the
+  producer's start-up included, as in the next one);
+- ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
+  fills;
+- ``trainer-warm``: the Trainer reading the rows back from a warm cache.
 
-The loader alone is compared with a raw ``ParquetFile.iter_batches`` scan into float64
-blocks (rows/s over one shuffled epoch).
+The loader alone (one shuffled epoch of ``DataLoader.iterate``, float64 batches, thread
+producer) is compared with a raw scan of the same files into a float64 2-D array:
+``ParquetFile.iter_batches`` (or pyarrow's CSV reader) + ``to_tensor``, one thread.
 
-Run ``python benchmarks/throughput.py`` (``--rows``, ``--steps``, ``--rounds``); it writes
-``benchmarks/results/throughput.json``.
+Data: ``--rows`` rows in ``--files`` files, written with ``--encoding``: ``default``
+(``pq.write_table(table)``: snappy, dictionary, float32), ``zstd``, ``gzip``,
+``lz4-plain`` or ``csv`` (see ``benchmarks/common.py``).
+
+Run ``python benchmarks/throughput.py --encoding default`` (``--rows``, ``--steps``,
+``--rounds``); it writes ``benchmarks/results/throughput-<encoding>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
+from common import (
+    BATCH_SIZE,
+    COLUMNS,
+    ENCODINGS,
+    default_cache_root,
+    medians,
+    paired_ratio,
+    prepare_dataset,
+    print_table,
+    side_by_side,
+    write_json,
+)
 
-BATCH = 4096
+BATCH = BATCH_SIZE
 
 
-def seed_model(total_size, batch_dtype="float64"):
+def seed_model(total_size: int):
     import pymc as pm
 
     with pm.Model() as model:
         b = pm.Normal("b", 0.0, 1.5, shape=14)
-        batch = pm.Data("batch", np.zeros((BATCH, 14), dtype=batch_dtype))
+        batch = pm.Data("batch", np.zeros((BATCH, 14)))
         logit = b[0] + pm.math.dot(batch[:, :13], b[1:])
         pm.Bernoulli("click", logit_p=logit, observed=batch[:, 13], total_size=total_size)
     return model
 
 
-def time_trainer(path, steps, workers):
-    from pymc.variational.streaming import DataLoader, Trainer, parquet_source
+def make_source(data):
+    from pymc.variational.streaming import csv_source, parquet_source
 
-    loader = DataLoader(
-        parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, workers=workers
-    )
+    return csv_source(data.path) if data.encoding == "csv" else parquet_source(data.path)
+
+
+class CacheDirs:
+    """Fresh row-cache directories under one root, removed at the end."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="throughput-", dir=root))
+
+    def fresh(self) -> Path:
+        return Path(tempfile.mkdtemp(dir=self.root))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def new_trainer(source, cache):
+    from pymc.variational.streaming import DataLoader, Trainer
+
+    loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=cache)
     trainer = Trainer(
         dataloader=loader, model=seed_model(len(loader)), random_seed=1, progressbar=False
     )
-    trainer.fit(200)  # compile and warm up
+    trainer.compile()
+    return trainer
 
+
+def time_fit(trainer, steps):
     def run():
         t = time.perf_counter()
         trainer.fit(steps)
         return steps / (time.perf_counter() - t)
+
+    return run
+
+
+def time_trainer(source, steps, cache):
+    trainer = new_trainer(source, cache)
+    trainer.fit(2 * trainer.dataloader.batches_per_epoch)  # warm up (and fill the cache)
+    return time_fit(trainer, steps)
+
+
+def time_first_epoch(source, dirs: CacheDirs | None):
+    """Steps/s over the first epoch of a new Trainer (compiled before timing), whose row
+    cache is empty, or without a cache when ``dirs`` is None."""
+
+    def run():
+        cache = dirs.fresh() if dirs is not None else None
+        trainer = new_trainer(source, cache)
+        rate = time_fit(trainer, trainer.dataloader.batches_per_epoch)()
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
+        return rate
 
     return run
 
@@ -82,7 +148,6 @@ def time_minibatch(X, y, steps):
         )
         inference = pm.ADVI(random_seed=1)
     inference.fit(200, obj_optimizer=default_optimizer(), progressbar=False)
-    step = inference.state.step
 
     def run():
         # Inference.refine reuses the compiled step: the timed part is pm.fit's own loop.
@@ -90,7 +155,6 @@ def time_minibatch(X, y, steps):
         inference.refine(steps, progressbar=False)
         return steps / (time.perf_counter() - t)
 
-    del step
     return run
 
 
@@ -113,94 +177,145 @@ def time_ceiling(X, y, steps):
     return run
 
 
-def loader_vs_scan(path):
-    """Rows/s of a raw parquet scan, and of one shuffled epoch of the DataLoader's batches."""
-    from pymc.variational.streaming import DataLoader, parquet_source
+def raw_scan(data):
+    """Rows/s of one thread turning every file into float64 2-D blocks."""
     from pymc.variational.streaming.arrow import record_batch_to_array
 
-    files = parquet_source(path).files
-    t = time.perf_counter()
-    rows = 0
-    for f in files:
-        for rb in pq.ParquetFile(f).iter_batches(batch_size=65536, use_threads=False):
-            rows += len(record_batch_to_array(rb, np.float64))
-    scan = rows / (time.perf_counter() - t)
-    epochs = {}
-    for name, kwargs in {"thread": {"workers": 0}, "process": {"workers": 1}}.items():
-        loader = DataLoader(
-            parquet_source(path), batch_size=BATCH, sample_shape=(14,), seed=1, **kwargs
-        )
-        n_batches = loader.batches_per_epoch
+    def batches(f):
+        if data.encoding == "csv":
+            types = dict.fromkeys(COLUMNS, pa.float64())
+            options = pa_csv.ConvertOptions(include_columns=COLUMNS, column_types=types)
+            read = pa_csv.ReadOptions(block_size=1 << 22, use_threads=False)
+            return pa_csv.open_csv(f, read_options=read, convert_options=options)
+        return pq.ParquetFile(f).iter_batches(batch_size=65536, use_threads=False)
+
+    def run():
         t = time.perf_counter()
-        with loader.iterate(recycle=True) as it:
-            rows = sum(len(next(it)) for _ in range(n_batches))
-        epochs[name] = rows / (time.perf_counter() - t)
-    return scan, epochs
+        rows = sum(
+            len(record_batch_to_array(rb, np.float64)) for f in data.files for rb in batches(f)
+        )
+        return rows / (time.perf_counter() - t)
+
+    return run
+
+
+def loader_epoch(source, cache, dirs: CacheDirs | None = None):
+    """Rows/s of one shuffled epoch of the loader alone; a fresh cache per call when
+    ``cache`` is ``"cold"``."""
+    from pymc.variational.streaming import DataLoader
+
+    def run():
+        where = dirs.fresh() if cache == "cold" else cache
+        loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=where)
+        n = loader.batches_per_epoch
+        t = time.perf_counter()
+        with loader.iterate(recycle=True, workers=0) as it:
+            rows = sum(len(next(it)) for _ in range(n))
+        rate = rows / (time.perf_counter() - t)
+        if cache == "cold":
+            shutil.rmtree(where, ignore_errors=True)
+        return rate
+
+    return run
+
+
+def load_in_memory(source):
+    blocks = [b for shard in source.shards() for b in source.read_shard(shard, np.float64)]
+    data = np.concatenate(blocks)
+    return np.ascontiguousarray(data[:, :13]), np.ascontiguousarray(data[:, 13])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--encoding", default="default", choices=list(ENCODINGS))
     parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--data", default=None, help="existing parquet files instead of generated ones"
+        "--cache-root",
+        type=Path,
+        default=default_cache_root() / "throughput-rows",
+        help="where the row caches of the contenders are made (removed at the end)",
     )
     parser.add_argument(
-        "--compression", default=DEFAULT_COMPRESSION, help="codec of the generated files"
+        "--quiet",
+        type=float,
+        default=None,
+        help="before each measurement, wait until the machine is this idle (e.g. 0.9)",
     )
-    parser.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent / "results" / "throughput.json")
-    )
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    out = (
+        args.out or Path(__file__).resolve().parent / "results" / f"throughput-{args.encoding}.json"
+    )
 
-    path = prepare_data(args.rows, 2026, args.data, default_cache_root(), args.compression).path
-    table = pq.read_table(path)
-    data = np.column_stack([table[c].to_numpy() for c in table.column_names]).astype(np.float64)
-    X, y = np.ascontiguousarray(data[:, :13]), np.ascontiguousarray(data[:, 13])
-    del table, data
-
-    runners = {
-        "ceiling": time_ceiling(X, y, args.steps),
-        "minibatch": time_minibatch(X, y, args.steps),
-        "trainer-thread": time_trainer(path, args.steps, workers=0),
-        "trainer-process": time_trainer(path, args.steps, workers=1),
-    }
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(args.rounds):
-        for name, run in runners.items():
-            rates[name].append(run())
-        print(
-            f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:,.0f}" for n, v in rates.items()),
-            flush=True,
-        )
-    median = {name: statistics.median(v) for name, v in rates.items()}
-    scan, epochs = loader_vs_scan(path)
-    epoch = max(epochs.values())
-    result = {
-        "rows": args.rows,
-        "steps_per_round": args.steps,
-        "rounds": args.rounds,
-        "steps_per_second": rates,
-        "median_steps_per_second": median,
-        "ratio_to_minibatch": {name: median[name] / median["minibatch"] for name in median},
-        "loader_rows_per_second": epochs,
-        "scan_rows_per_second": scan,
-        "loader_to_scan": epoch / scan,
-    }
-    print(f"\n{'contender':<18}{'steps/s':>10}{'x minibatch':>13}")
-    for name in runners:
-        print(f"{name:<18}{median[name]:>10,.0f}{result['ratio_to_minibatch'][name]:>13.2f}")
-    for name, rate in epochs.items():
-        print(
-            f"loader alone ({name}) {rate / 1e6:.1f} M rows/s, raw parquet scan {scan / 1e6:.1f} M rows/s: {rate / scan:.2f}x"
-        )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    data = prepare_dataset(args.rows, encoding=args.encoding, files=args.files)
+    source = make_source(data)
+    X, y = load_in_memory(source)
+    dirs = CacheDirs(args.cache_root)
+    warm = dirs.fresh()
+    try:
+        steps = {
+            "ceiling": time_ceiling(X, y, args.steps),
+            "minibatch": time_minibatch(X, y, args.steps),
+            "trainer-nocache": time_trainer(source, args.steps, None),
+            "trainer-first-nocache": time_first_epoch(source, None),
+            "trainer-cold": time_first_epoch(source, dirs),
+            "trainer-warm": time_trainer(source, args.steps, warm),
+        }
+        loader = {
+            "raw-scan": raw_scan(data),
+            "loader-nocache": loader_epoch(source, None),
+            "loader-cold": loader_epoch(source, "cold", dirs),
+            "loader-warm": loader_epoch(source, warm),
+        }
+        rates = side_by_side({**steps, **loader}, args.rounds, quiet=args.quiet)
+    finally:
+        dirs.remove()
+    median = medians(rates)
+    mb, ceiling, scan = median["minibatch"], median["ceiling"], median["raw-scan"]
+    paired = {n: paired_ratio(rates, n, "minibatch") for n in steps}
+    paired_ceiling = {n: paired_ratio(rates, n, "ceiling") for n in steps}
+    paired_scan = {n: paired_ratio(rates, n, "raw-scan") for n in loader}
+    print(
+        f"\n{args.encoding}: {args.rows:,d} rows in {args.files} files, medians of "
+        f"{args.rounds} rounds (paired: median of the ratios within each round)"
+    )
+    print_table(
+        ["contender", "steps/s", "x minibatch", "x ceiling", "paired x mb", "paired x ceil"],
+        [
+            [n, median[n], median[n] / mb, median[n] / ceiling, paired[n], paired_ceiling[n]]
+            for n in steps
+        ],
+    )
+    print()
+    print_table(
+        ["loader alone", "M rows/s", "x raw scan", "paired"],
+        [[n, median[n] / 1e6, median[n] / scan, paired_scan[n]] for n in loader],
+    )
+    write_json(
+        out,
+        {
+            "encoding": args.encoding,
+            "rows": args.rows,
+            "files": args.files,
+            "steps_per_round": args.steps,
+            "rounds": args.rounds,
+            "rates": rates,
+            "median": median,
+            "ratio_to_minibatch": {n: median[n] / mb for n in steps},
+            "ratio_to_ceiling": {n: median[n] / ceiling for n in steps},
+            "ratio_to_raw_scan": {n: median[n] / scan for n in loader},
+            "paired_ratio_to_minibatch": paired,
+            "paired_ratio_to_ceiling": paired_ceiling,
+            "paired_ratio_to_raw_scan": paired_scan,
+        },
+    )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ it there; for small data ``pm.Minibatch`` is just as good.
 """
 
 from pymc.variational.streaming.arrays import ArraySource, array_source
+from pymc.variational.streaming.cache import RowCache
 from pymc.variational.streaming.convergence import Convergence, ConvergenceReport
 from pymc.variational.streaming.csv import CSVSource, csv_source
 from pymc.variational.streaming.dataloader import DataLoader
@@ -49,6 +50,7 @@ __all__ = [
     "IterableDataset",
     "ParquetSource",
     "RetryPolicy",
+    "RowCache",
     "Shard",
     "Trainer",
     "TrainerState",

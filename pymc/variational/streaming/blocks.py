@@ -13,10 +13,11 @@
 #   limitations under the License.
 """The rows of an epoch as checked blocks, the way torch's fetchers fetch them.
 
-Shards are read in the plan's order; a read that fails transiently is retried and resumes
-at the next row; the user's transform is applied; and every block is checked where its
-file is still known: its shape, NaN and inf, whole numbers for discrete likelihoods and
-integer placeholders, and the row count that the source announced.
+Shards are read in the plan's order, from the plan's row cache when it holds them
+(written through on the way when it does not); a read that fails transiently is retried
+and resumes at the next row; the user's transform is applied; and every block is checked
+where its file is still known: its shape, NaN and inf, whole numbers for discrete
+likelihoods and integer placeholders, and the row count that the source announced.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from __future__ import annotations
 import math
 
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
 
-from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset, Shard
 from pymc.variational.streaming.order import ReadPlan
 from pymc.variational.streaming.retry import RetryPolicy
 
@@ -65,29 +67,33 @@ class LabelRule:
 def iter_blocks(plan: ReadPlan, epoch: int, skip: int = 0) -> Iterator[np.ndarray]:
     """Checked blocks of ``epoch``'s row stream, in ``plan.stage_dtype``, from row ``skip`` on.
 
-    Whole shards before row ``skip`` are not read at all when their row counts are known.
+    Whole shards before row ``skip`` are not read at all when their row counts are known,
+    nor cached rows before it.
     """
-    order = plan.shard_order(epoch)
+    order = plan.shard_indices(epoch)
     hinted = False
-    for i, shard in enumerate(order):
+    for i, index in enumerate(order):
+        shard = plan.shards[index]
         if shard.num_rows is not None and skip >= shard.num_rows:
             skip -= shard.num_rows
             continue
         if not hinted:  # the order from the first shard actually read
-            plan.source.prefetch_hint(order[i:])
+            plan.source.prefetch_hint([plan.shards[k] for k in order[i:]])
             hinted = True
-        seen = 0
-        for block in _read_resuming(plan.source, shard, plan.decode_dtype):
-            n = len(block)
-            seen += n
-            if skip >= n:
-                skip -= n
-                continue
-            if skip:
-                block, skip = block[skip:], 0
-            if plan.transform is not None:
-                block = apply_transform(plan.transform, block, shard)
-            yield _check_block(plan, block, shard, seen - len(block))
+        seen, blocks, finite = _shard_blocks(plan, index, skip)
+        skip -= seen
+        with closing(blocks):
+            for block in blocks:
+                n = len(block)
+                seen += n
+                if skip >= n:
+                    skip -= n
+                    continue
+                if skip:
+                    block, skip = block[skip:], 0
+                if plan.transform is not None:
+                    block = apply_transform(plan.transform, block, shard)
+                yield _check_block(plan, block, shard, seen - len(block), finite)
         if shard.num_rows is not None and seen != shard.num_rows:
             raise ValueError(
                 f"{shard.name}: the source announced {shard.num_rows} rows but {seen} were read; "
@@ -108,6 +114,25 @@ def apply_transform(transform, block: np.ndarray, shard: Shard) -> np.ndarray:
             "rows, filter the data before streaming it (e.g. write a filtered copy)."
         )
     return out
+
+
+def _shard_blocks(plan: ReadPlan, index: int, skip: int) -> tuple[int, Iterator[np.ndarray], bool]:
+    """``(rows skipped unread, blocks from there, whether they are known finite)`` of shard
+    ``index``: cached rows from row ``skip`` on, else the source's rows, written through
+    to the cache if there is one."""
+    shard = plan.shards[index]
+    blocks = _read_resuming(plan.source, shard, plan.decode_dtype)
+    if plan.cache is None:
+        return 0, blocks, False
+    cached = plan.cache.open(index)
+    if cached is not None:
+        start = min(skip, cached.num_rows)
+        # Blocks no larger than a window: the loader's memory stays a few windows.
+        blocks = cached.blocks(start, min(READ_BLOCK_ROWS, plan.window_rows))
+        return start, blocks, cached.finite and plan.transform is None
+    # Rows skipped are not checked, nor raw rows when a transform comes first.
+    checked = plan.transform is None and skip == 0
+    return 0, plan.cache.write_through(index, shard, blocks, checked), False
 
 
 def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -132,13 +157,16 @@ def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> It
             attempt += 1
 
 
-def _check_block(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int) -> np.ndarray:
-    """The block in the stage dtype, after the checks that need to know its file."""
+def _check_block(
+    plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int, finite: bool = False
+) -> np.ndarray:
+    """The block in the stage dtype, after the checks that need to know its file (NaN and
+    inf unless ``finite`` says they were checked when the rows were cached)."""
     if block.ndim != 2 or block.shape[1] != plan.width:
         raise ValueError(
             f"{shard.name} gave a block of shape {block.shape}, expected (rows, {plan.width})"
         )
-    if block.dtype.kind == "f":
+    if block.dtype.kind == "f" and not finite:
         # The sum is non-finite whenever a value is NaN or inf: one vectorized pass and
         # no temporary the size of the block. Columns are searched only then.
         if not np.isfinite(np.add.reduce(block, axis=None)):

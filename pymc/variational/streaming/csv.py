@@ -136,6 +136,8 @@ class CSVSource(IterableDataset):
             ]
             counts = [n for n, _ in counted]
             self.checksums = [crc for _, crc in counted]
+        # The fingerprint holds a CRC-32 of every file's bytes, unless num_rows was given.
+        self.cacheable = num_rows is None
         self._shards = [Shard(name, n, i) for i, (name, n) in enumerate(zip(self.names, counts))]
 
     # --------------------------------------------------------------- construction
@@ -352,7 +354,8 @@ def csv_source(
     num_rows : int or list of int, optional
         Rows per file, when known. Otherwise each file is parsed once at construction
         (one column, about 1 GB/s on local disk) to count its rows exactly and checksum
-        its bytes.
+        its bytes. Without that checksum the data cannot be recognised, so given counts
+        also turn the DataLoader's row cache off.
     retry : RetryPolicy or int, optional
         How transient read errors are retried, as in :func:`parquet_source`.
     categorical : list of str or dict, optional

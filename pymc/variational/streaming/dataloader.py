@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import multiprocessing
+import os
 import secrets
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from pymc.variational.streaming.blocks import LabelRule, apply_transform
-from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.cache import CacheEntry, RowCache, resolve_cache
+from pymc.variational.streaming.datasets import IterableDataset, Shard, fingerprint_difference
 from pymc.variational.streaming.fields import Fields
 from pymc.variational.streaming.order import ReadPlan
 from pymc.variational.streaming.prefetch import BatchIterator
@@ -110,6 +112,16 @@ class DataLoader:
         worker process writing into shared memory, which never waits for the GIL held by
         the compiled PyMC step (Linux and macOS only). ``None`` lets the Trainer use a
         worker process where the source allows it, and plain iteration a thread.
+    cache : "auto", None, bool, str, path-like or RowCache, default "auto"
+        Keep the decoded rows in a local cache, so that only the first epoch decodes (and
+        downloads) them and later epochs and fits read raw rows back. ``"auto"`` caches
+        parquet and CSV sources in ``~/.cache/pymc-streaming/rows`` (or
+        ``$PYMC_STREAMING_CACHE``) as long as the cache takes at most 20% of the disk and
+        leaves 5% of it free (least recently used datasets make room), and otherwise
+        reads without a cache, with a warning. A directory, ``True`` (the default
+        directory) or a :class:`~pymc.variational.streaming.RowCache` (its own limits)
+        insist: rows that do not fit are an error. ``None`` or ``False`` read the source
+        every epoch. The cache never changes which rows come when.
 
     Examples
     --------
@@ -139,6 +151,7 @@ class DataLoader:
         fields: Mapping[str, str | Sequence[str]] | None = None,
         prefetch: int = 2,
         workers: int | None = None,
+        cache: str | bool | os.PathLike | RowCache | None = "auto",
     ):
         if not isinstance(source, IterableDataset):
             raise TypeError(
@@ -175,6 +188,9 @@ class DataLoader:
             raise ValueError(
                 "give either sample_shape or fields, not both: each field has its own shape"
             )
+        #: Where decoded rows are cached, or None.
+        self.cache = resolve_cache(cache, source)
+        self._cache_entries: dict[np.dtype, CacheEntry] = {}
         self.source = source
         self.batch_size = int(batch_size)
         self.buffer_size = int(buffer_size)
@@ -354,7 +370,15 @@ class DataLoader:
             decode_dtype=decode,
             stage_dtype=decode if window.kind == "f" else window,
             rules=rules,
+            cache=self._cache_entry(decode),
         )
+
+    def _cache_entry(self, dtype: np.dtype) -> CacheEntry | None:
+        if self.cache is None:
+            return None
+        if dtype not in self._cache_entries:
+            self._cache_entries[dtype] = self.cache.entry(self.source, self.shards, dtype)
+        return self._cache_entries[dtype]
 
     def _decode_dtype(self, dtype: np.dtype) -> np.dtype:
         """Decode floats in the source's own precision and cast after the gather, which
@@ -416,6 +440,8 @@ class DataLoader:
         plan = self.plan(dtype, rules, seed)
         if storage_order:
             plan = dataclasses.replace(plan, shuffle=False, drop_last=False)
+        if plan.cache is not None and not plan.cache.reserve():
+            plan = dataclasses.replace(plan, cache=None)
         epoch, batch = start
         return BatchIterator(
             plan,
@@ -488,20 +514,3 @@ class DataLoader:
             f"DataLoader({self.source!r}, batch_size={self.batch_size}, {shape}, "
             f"total_size={self.total_size}, shuffle={self.shuffle}, buffer_size={self.buffer_size})"
         )
-
-
-def fingerprint_difference(saved: dict, now: dict) -> str:
-    """What differs between two fingerprints, in words; empty when they are equal."""
-    if saved == now:
-        return ""
-    for key in sorted(set(saved) | set(now)):
-        a, b = saved.get(key), now.get(key)
-        if a == b:
-            continue
-        if isinstance(a, list) and isinstance(b, list):
-            if len(a) != len(b):
-                return f"{key}: {len(a)} saved, {len(b)} now"
-            k = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
-            return f"{key}: item {k} was {a[k]!r} when saved, is {b[k]!r} now"
-        return f"{key}: {a!r} when saved, {b!r} now"
-    return "the fingerprints differ"

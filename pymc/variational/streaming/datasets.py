@@ -29,7 +29,14 @@ import numpy as np
 
 from pymc.variational.streaming.retry import RetryPolicy
 
-__all__ = ["READ_BLOCK_ROWS", "IterableDataset", "Shard", "is_count", "select_columns"]
+__all__ = [
+    "READ_BLOCK_ROWS",
+    "IterableDataset",
+    "Shard",
+    "fingerprint_difference",
+    "is_count",
+    "select_columns",
+]
 
 # Rows decoded per block. Large enough that per-block Python overhead vanishes, small
 # enough that a block stays a few MB.
@@ -89,6 +96,11 @@ class IterableDataset:
     fork_safe: bool = True
     #: Levels of each categorical column, in code order: code ``k`` means ``levels[k]``.
     categories: dict[str, np.ndarray] = {}
+    #: Whether the loader may keep decoded rows in a local cache (see
+    #: :class:`~pymc.variational.streaming.RowCache`). Set it only when :meth:`fingerprint`
+    #: changes whenever the rows do (footers, checksums), since the cache is keyed by it,
+    #: and when decoding or downloading costs more than reading raw rows back.
+    cacheable: bool = False
 
     def shards(self) -> list[Shard]:
         """Return the natural shards of the source, in storage order."""
@@ -162,3 +174,20 @@ def select_columns(available: list[str], columns: Sequence[str] | None, where: s
     if len(set(columns)) != len(columns):
         raise ValueError(f"columns lists a column twice: {columns}")
     return columns
+
+
+def fingerprint_difference(saved: dict, now: dict) -> str:
+    """What differs between two fingerprints, in words; empty when they are equal."""
+    if saved == now:
+        return ""
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a == b:
+            continue
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return f"{key}: {len(a)} saved, {len(b)} now"
+            k = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+            return f"{key}: item {k} was {a[k]!r} when saved, is {b[k]!r} now"
+        return f"{key}: {a!r} when saved, {b!r} now"
+    return "the fingerprints differ"

@@ -39,6 +39,7 @@ from pymc.variational.streaming.datasets import IterableDataset, Shard
 
 if TYPE_CHECKING:
     from pymc.variational.streaming.blocks import LabelRule
+    from pymc.variational.streaming.cache import CacheEntry
 
 __all__ = ["ReadPlan", "shard_permutation", "take_rows", "window_permutation"]
 
@@ -99,6 +100,9 @@ class ReadPlan:
         gathered in their own precision and cast once).
     rules : dict
         ``{column index: LabelRule}`` for columns that must hold whole numbers (in a range).
+    cache : CacheEntry, optional
+        Where decoded rows (before the transform) are cached; it changes where rows are
+        read from, never which rows come when.
     """
 
     source: IterableDataset
@@ -115,12 +119,17 @@ class ReadPlan:
     decode_dtype: np.dtype
     stage_dtype: np.dtype
     rules: Mapping[int, LabelRule] = field(default_factory=dict)
+    cache: CacheEntry | None = None
+
+    def shard_indices(self, epoch: int) -> list[int]:
+        """Indices into ``shards`` in the order ``epoch`` reads them."""
+        if not self.shuffle:
+            return list(range(len(self.shards)))
+        return [int(i) for i in shard_permutation(self.seed, epoch, len(self.shards))]
 
     def shard_order(self, epoch: int) -> list[Shard]:
         """The shards in the order ``epoch`` reads them."""
-        if not self.shuffle:
-            return list(self.shards)
-        return [self.shards[i] for i in shard_permutation(self.seed, epoch, len(self.shards))]
+        return [self.shards[i] for i in self.shard_indices(epoch)]
 
     def window_order(self, epoch: int, window: int, n: int) -> np.ndarray | None:
         """The row order of a window of ``n`` rows; None for storage order."""

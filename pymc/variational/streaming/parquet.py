@@ -58,8 +58,10 @@ SUFFIXES = (".parquet", ".parq", ".pq")
 
 def _footer_digest(metadata: pq.FileMetaData) -> str:
     """A digest of a file's footer: schema, row groups, sizes and column statistics. It
-    changes with the content and not with the file's name or place."""
-    schema = metadata.schema.to_arrow_schema().to_string(show_schema_metadata=True)
+    changes with the content and not with the file's name or place (nor with the Python
+    object: ``str(metadata.schema)`` names its memory address, so the schema is described
+    by its Arrow form)."""
+    schema = metadata.schema.to_arrow_schema().to_string(show_schema_metadata=False)
     described = {"schema": schema, "footer": metadata.to_dict()}
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
         :32
@@ -71,6 +73,9 @@ class ParquetSource(IterableDataset):
 
     Create it with :func:`parquet_source`.
     """
+
+    # The fingerprint digests every footer: schema, sizes and column statistics.
+    cacheable = True
 
     def __init__(self, path, columns=None, storage_options=None, retry=None, categorical=None):
         self.retry = as_retry_policy(retry)
@@ -115,6 +120,11 @@ class ParquetSource(IterableDataset):
             file_types.update(schema.field(c).type for c in self.columns)
         if len(file_types) == 1 and pa.types.is_floating(next(iter(file_types))) and not spec:
             self.native_dtype = np.dtype(next(iter(file_types)).to_pandas_dtype())
+        # Text categories are read as dictionaries and coded value by value, not row by row.
+        text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary)
+        self._dictionary_columns = [
+            name for name in spec if any(is_text(schema.field(name).type) for is_text in text)
+        ] or None
         self.levels = self._find_levels(spec)
         self.categories = {
             name: np.asarray(
@@ -156,11 +166,16 @@ class ParquetSource(IterableDataset):
         f = self.files[file_index]
         # Local files go through Arrow's native reader; the footer is reused, not re-read.
         if is_local(self.fs):
-            return pq.ParquetFile(f, metadata=self.metadata[file_index])
+            return pq.ParquetFile(
+                f, metadata=self.metadata[file_index], read_dictionary=self._dictionary_columns
+            )
         # A Python file: read on this (producer) thread, which can be stopped and joined at
         # exit, rather than pre-buffered on Arrow's own threads, which cannot.
         return pq.ParquetFile(
-            GuardedFile(self.fs.open(f, "rb")), metadata=self.metadata[file_index], pre_buffer=False
+            GuardedFile(self.fs.open(f, "rb")),
+            metadata=self.metadata[file_index],
+            read_dictionary=self._dictionary_columns,
+            pre_buffer=False,
         )
 
     def read_shard(self, shard, dtype=np.float64):

@@ -61,3 +61,12 @@ def hub(tmp_path_factory):
     with HubProcess(str(root), "--port", str(HUB_PORT)) as process:
         process.root = root
         yield process
+
+
+@pytest.fixture(autouse=True)
+def row_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty default row cache (``cache="auto"``), never the
+    user's ``~/.cache``; tests that count reads would otherwise depend on each other."""
+    directory = tmp_path_factory.mktemp("row-cache")
+    monkeypatch.setenv("PYMC_STREAMING_CACHE", str(directory))
+    return directory

@@ -19,6 +19,7 @@ import pytest
 import pymc as pm
 
 from pymc.variational.streaming import DataLoader, Trainer, csv_source, parquet_source
+from pymc.variational.streaming.arrow import encode_categories
 
 GROUPS = [f"county_{k:02d}" for k in range(12)]
 
@@ -77,6 +78,18 @@ def test_given_levels_and_unknown_levels(grouped_parquet):
         list(DataLoader(partial, batch_size=1000).iter_epoch(0))
     with pytest.raises(KeyError, match="categorical column 'state' is not among the columns"):
         parquet_source(path, categorical=["state"])
+
+
+@pytest.mark.parametrize("as_dictionary", [False, True], ids=["plain", "dictionary"])
+def test_codes_of_text_and_of_dictionary_columns_agree(as_dictionary):
+    # Parquet text categories are read as dictionaries and coded through the dictionary.
+    values = pa.array(["b", None, "c", "a", "b", "c"])
+    column = values.dictionary_encode() if as_dictionary else values
+    batch = pa.RecordBatch.from_arrays([column, pa.array(np.arange(6.0))], names=["g", "v"])
+    coded = encode_categories(batch, {"g": pa.array(["c", "b", "a"])}, "part-0")
+    assert coded.column(0).to_pylist() == [1.0, None, 0.0, 2.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="holds the level 'c', which is not among its 2 known"):
+        encode_categories(batch, {"g": pa.array(["a", "b"])}, "part-0")
 
 
 def test_csv_categorical(tmp_path):

@@ -215,8 +215,9 @@ def tree_pss():
     me = psutil.Process()
     return sum(p.memory_full_info().pss for p in [me, *me.children(recursive=True)])
 
+# The loader's own buffers; test_cache.py bounds the row cache's reads separately.
 loader = DataLoader(parquet_source(path), batch_size=1000, buffer_size=window, seed=0,
-                    workers=workers, prefetch=prefetch)
+                    workers=workers, prefetch=prefetch, cache=None)
 base = peak = tree_pss()
 tracemalloc.start()  # numpy reports its buffers: every window and batch of this process
 with loader.iterate(epochs=2) as batches:

@@ -25,6 +25,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -111,6 +112,22 @@ def test_parquet_num_rows_from_row_groups(tmp_path):
     ]
     assert source.num_rows == 13
     assert len(read_all(source)) == 13
+
+
+def test_parquet_fingerprint_of_a_new_source_and_a_moved_copy(tmp_path_factory, parquet_dir):
+    # Content only: a second source over the same files (e.g. in a new process, resuming a
+    # checkpoint) and a copy elsewhere give the same fingerprint; other rows do not.
+    root, _ = parquet_dir
+    fingerprint = parquet_source(root).fingerprint()
+    assert parquet_source(root).fingerprint() == fingerprint
+    copy = tmp_path_factory.mktemp("copy")
+    for f in sorted(root.glob("*.parquet")):
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert parquet_source(copy).fingerprint() == fingerprint
+    first = sorted(copy.glob("*.parquet"))[0]
+    table = pq.read_table(first)
+    pq.write_table(table.set_column(0, table.column_names[0], pc.negate(table.column(0))), first)
+    assert parquet_source(copy).fingerprint() != fingerprint
 
 
 def test_parquet_num_rows_reads_only_footer(tmp_path):
