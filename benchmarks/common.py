@@ -42,7 +42,7 @@ import os
 import statistics
 import time
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +317,47 @@ def prepare_dataset(
         seconds = time.perf_counter() - t
         print(f"  done in {seconds:.1f} s", flush=True)
     return Dataset(str(folder), rows, encoding, manifest, seconds)
+
+
+# ----------------------------------------------------------------------------- models and rows
+def seed_model(total_size: int, minibatch: tuple | None = None):
+    """The seed's logistic regression: 14 coefficients, Normal(0, 1.5) priors, on a
+    ``pm.Data`` placeholder of one batch, or on ``pm.Minibatch`` arrays ``(X, y)``."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=14)
+        if minibatch is None:
+            batch = pm.Data("batch", np.zeros((BATCH_SIZE, 14)))
+            X, y = batch[:, :13], batch[:, 13]
+        else:
+            X, y = minibatch
+        pm.Bernoulli(
+            "click", logit_p=b[0] + pm.math.dot(X, b[1:]), observed=y, total_size=total_size
+        )
+    return model
+
+
+def parquet_blocks(files: Sequence[str]) -> Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """A function giving ``(X, y)`` float64 blocks of every row of ``files``, read anew
+    each call (for Newton's method on rows that need not fit in memory)."""
+    import pyarrow.parquet as pq
+
+    def blocks():
+        for f in files:
+            for rb in pq.ParquetFile(f).iter_batches(batch_size=1 << 20, columns=COLUMNS):
+                data = np.column_stack([rb.column(c).to_numpy() for c in COLUMNS]).astype(
+                    np.float64
+                )
+                yield data[:, :13], data[:, 13]
+
+    return blocks
+
+
+def load_rows(files: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every row in memory, as ``pm.Minibatch`` needs them: ``(X, y)`` float64."""
+    X, y = zip(*parquet_blocks(files)())
+    return np.ascontiguousarray(np.concatenate(X)), np.concatenate(y)
 
 
 # ----------------------------------------------------------------------------- timing

@@ -33,7 +33,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
+from common import ENCODINGS, default_cache_root, prepare_dataset
 
 BATCH = 4096
 
@@ -152,7 +152,7 @@ def main(argv=None):
     )
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000, 16_000_000])
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--compression", default=DEFAULT_COMPRESSION)
+    parser.add_argument("--encoding", default="default", choices=list(ENCODINGS))
     parser.add_argument(
         "--cache-root",
         type=Path,
@@ -177,7 +177,7 @@ def main(argv=None):
     caches = Path(tempfile.mkdtemp(prefix="memory-", dir=args.cache_root))
     try:
         for rows in args.rows:
-            path = prepare_data(rows, 2026, None, default_cache_root(), args.compression).path
+            path = prepare_dataset(rows, encoding=args.encoding).path
             for name, (target, workers, kind) in contenders.items():
                 cache = None
                 if kind is not None:

@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from criteo import DEFAULT_COMPRESSION, default_cache_root, prepare_data
+from common import prepare_dataset
 
 
 def tree_rss_mb(process: psutil.Process) -> float:
@@ -48,7 +48,7 @@ def main(argv=None):
 
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
-    path = prepare_data(args.rows, 2026, None, default_cache_root(), DEFAULT_COMPRESSION).path
+    path = prepare_dataset(args.rows).path
     loader = DataLoader(
         parquet_source(path), batch_size=4096, sample_shape=(14,), seed=1, workers=args.workers
     )

@@ -1,10 +1,11 @@
 """Steps per second of a streaming fit against ``pm.fit`` + ``pm.Minibatch``, side by side,
 on files written the way users write them.
 
-Every contender runs the seed's logistic model (14 coefficients, batch 4096, Adam at 0.01,
-loss computed every step) on the same Criteo-like rows, in one process, interleaved over
-several rounds so that all see the same machine. Reported figures are medians over the
-rounds and ratios measured in the same run:
+Every contender runs the seed's logistic model (14 coefficients, batch 4096) on the same
+Criteo-like rows, in one process, interleaved over several rounds so that all see the
+same machine; unless named otherwise, with pymc's plain step, Adam at 0.01 and the loss
+computed every step, as ``pm.fit`` runs it. Reported figures are medians over the rounds
+and ratios measured in the same run:
 
 - ``ceiling``: the compiled ADVI step alone on a batch that never changes, the bound for
   any data feed;
@@ -15,7 +16,10 @@ rounds and ratios measured in the same run:
   producer's start-up included, as in the next one);
 - ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
   fills;
-- ``trainer-warm``: the Trainer reading the rows back from a warm cache.
+- ``trainer-warm``: the Trainer reading the rows back from a warm cache;
+- ``trainer-warm-default``: the same with the Trainer's defaults (``Convergence()``);
+- ``trainer-warm-log10``: the same with the loss computed every 10th step only
+  (``log_every_n_steps=10``), against ``pm.fit``, which computes it every step.
 
 The loader alone (one shuffled epoch of ``DataLoader.iterate``, float64 batches, thread
 producer) is compared with a raw scan of the same files into a float64 2-D array:
@@ -56,22 +60,12 @@ from common import (
     paired_ratio,
     prepare_dataset,
     print_table,
+    seed_model,
     side_by_side,
     write_json,
 )
 
 BATCH = BATCH_SIZE
-
-
-def seed_model(total_size: int):
-    import pymc as pm
-
-    with pm.Model() as model:
-        b = pm.Normal("b", 0.0, 1.5, shape=14)
-        batch = pm.Data("batch", np.zeros((BATCH, 14)))
-        logit = b[0] + pm.math.dot(batch[:, :13], b[1:])
-        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 13], total_size=total_size)
-    return model
 
 
 def make_source(data):
@@ -94,12 +88,18 @@ class CacheDirs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_trainer(source, cache):
+def new_trainer(source, cache, **options):
+    """A compiled Trainer; pymc's plain step (Adam at 0.01) unless ``options`` say otherwise."""
     from pymc.variational.streaming import DataLoader, Trainer
 
     loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=cache)
+    options = {"convergence": None, **options}
     trainer = Trainer(
-        dataloader=loader, model=seed_model(len(loader)), random_seed=1, progressbar=False
+        dataloader=loader,
+        model=seed_model(len(loader)),
+        random_seed=1,
+        progressbar=False,
+        **options,
     )
     trainer.compile()
     return trainer
@@ -114,8 +114,8 @@ def time_fit(trainer, steps):
     return run
 
 
-def time_trainer(source, steps, cache):
-    trainer = new_trainer(source, cache)
+def time_trainer(source, steps, cache, **options):
+    trainer = new_trainer(source, cache, **options)
     trainer.fit(2 * trainer.dataloader.batches_per_epoch)  # warm up (and fill the cache)
     return time_fit(trainer, steps)
 
@@ -249,6 +249,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
+    from pymc.variational.streaming import Convergence
+
     out = (
         args.out or Path(__file__).resolve().parent / "results" / f"throughput-{args.encoding}.json"
     )
@@ -266,6 +268,10 @@ def main(argv=None):
             "trainer-first-nocache": time_first_epoch(source, None),
             "trainer-cold": time_first_epoch(source, dirs),
             "trainer-warm": time_trainer(source, args.steps, warm),
+            "trainer-warm-default": time_trainer(
+                source, args.steps, warm, convergence=Convergence()
+            ),
+            "trainer-warm-log10": time_trainer(source, args.steps, warm, log_every_n_steps=10),
         }
         loader = {
             "raw-scan": raw_scan(data),
