@@ -28,6 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pymc.model import Model, modelcontext
+from pymc.pytensorf import collect_default_updates
 from pymc.pytensorf import compile as pytensor_compile
 from pymc.variational.approximations import MeanFieldGroup
 from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
@@ -206,6 +207,11 @@ class Optimization:
             if key not in functions:
                 updates = variants[key[0]]
                 outputs = updates.loss if key[1] else []
+                # pymc advances the random generators of what a function outputs, not of
+                # what it only updates: without the loss output, the step would draw the
+                # same noise every time (as pymc's own step_function(score=False) does).
+                rngs = collect_default_updates(outputs=list(updates.values()))
+                updates = {**updates, **{k: v for k, v in rngs.items() if k not in updates}}
                 functions[key] = pytensor_compile(
                     [], outputs, updates=updates, random_seed=seed, **self.compile_kwargs
                 )

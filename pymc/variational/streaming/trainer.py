@@ -112,8 +112,12 @@ class Trainer:
         is given; ``None`` runs pymc's plain step with Adam at 0.01.
     log_every_n_steps : int, default 1
         Compute the loss on every ``log_every_n_steps``-th step only. The other steps run
-        a compiled step without the loss (the same updates), about twice as fast for
-        small models; ``approx.hist`` then holds the computed losses only.
+        a compiled step without the loss output (the same updates and state), about twice
+        as fast for small models. Then ``approx.hist`` holds the computed losses only
+        (``trainer.losses`` has one entry per step, NaN where none was computed), the
+        progress bar averages the computed ones, a non-finite loss is caught when it is
+        computed and non-finite parameters every 100 steps, and ``EarlyStopping("loss")``
+        compares the mean of the losses computed in each epoch.
     **kwargs
         Passed to the step, as in :func:`pymc.fit`: ``obj_optimizer`` (default
         :func:`default_optimizer`), ``total_grad_norm_constraint``, ``obj_n_mc``,
@@ -218,6 +222,7 @@ class Trainer:
             val_draws,
             early_stopping,
             self.score,
+            self.optimization.log_every,
         )
 
     # ------------------------------------------------------------------ public state

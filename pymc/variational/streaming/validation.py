@@ -169,6 +169,8 @@ class Validation:
     early_stopping : EarlyStopping, optional
     reports_loss : bool
         Whether the inference method reports a loss (``monitor="loss"`` needs one).
+    log_every : int
+        Steps between computed losses (``monitor="loss"`` needs some in every epoch).
     """
 
     def __init__(
@@ -180,6 +182,7 @@ class Validation:
         draws,
         early_stopping,
         reports_loss: bool,
+        log_every: int = 1,
     ):
         if not (
             isinstance(interval, int | np.integer)
@@ -219,6 +222,12 @@ class Validation:
                     'EarlyStopping(monitor="loss") needs a loader that knows its number of rows'
                 )
             self.epoch_steps = feed.loader.batches_per_epoch
+            if log_every > self.epoch_steps:
+                raise ValueError(
+                    f'EarlyStopping(monitor="loss") compares the losses of each epoch '
+                    f"({self.epoch_steps} steps), but log_every_n_steps={log_every} computes none "
+                    f"in some: use at most {self.epoch_steps}"
+                )
             self.periods.append(self.epoch_steps)
 
     def on_step(self, step: int, recent_losses: Callable[[int], np.ndarray]) -> float | None:
@@ -234,7 +243,8 @@ class Validation:
             if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
                 self.early_stopping.update(value, step)
         if self.epoch_steps and step % self.epoch_steps == 0:
-            self.early_stopping.update(float(np.mean(recent_losses(self.epoch_steps))), step)
+            # The losses computed in the epoch (NaN marks the steps that computed none).
+            self.early_stopping.update(float(np.nanmean(recent_losses(self.epoch_steps))), step)
         return value
 
     def state_dict(self) -> dict:
