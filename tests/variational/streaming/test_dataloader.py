@@ -30,6 +30,7 @@ from pymc.variational.streaming import (
     array_source,
     parquet_source,
 )
+from pymc.variational.streaming.order import window_permutation
 
 
 def rows_with_ids(n, width=3, seed=0):
@@ -489,3 +490,20 @@ def test_parquet_shards_are_permuted_anew_each_epoch(tmp_path):
     assert orders[0] != orders[1] != orders[2] != orders[0]
     again = DataLoader(parquet_source(tmp_path), batch_size=100, buffer_size=1000, seed=9)
     assert [s.name for s in again.shard_order(1)] == orders[1]
+
+
+def test_windows_are_permuted_anew_each_epoch():
+    # One shard, so the shard order cannot change the batches: window k of every epoch
+    # holds rows [k * W, (k + 1) * W), in the permutation drawn for (seed, epoch, k).
+    n, B, W, seed = 3000, 50, 500, 11
+    loader = DataLoader(
+        array_source(rows_with_ids(n), shard_rows=n), batch_size=B, buffer_size=W, seed=seed
+    )
+    orders = []
+    for epoch in range(3):
+        ids = epoch_ids(loader, epoch).reshape(n // W, W)
+        for k, window in enumerate(ids):
+            np.testing.assert_array_equal(window, k * W + window_permutation(seed, epoch, k, W))
+        orders.append(ids)
+    for a, b in itertools.combinations(orders, 2):  # no window keeps its order
+        assert all(not np.array_equal(x, y) for x, y in zip(a, b))
