@@ -122,6 +122,28 @@ def test_labels_outside_the_support_name_the_file_and_row(tmp_path, label, famil
         trainer.fit(100)
 
 
+def test_a_label_beyond_the_first_read_block_of_a_row_group_is_checked(tmp_path):
+    # pyarrow's default row group holds up to a million rows, more than one read block
+    # (65,536 rows): the later blocks of a shard are checked too, rows counted from its start.
+    X, y = click_rows(70_000)
+    y[68_123] = 2.0
+    path = write_default_parquet(tmp_path / "d", pd.DataFrame({"x": X[:, 0], "y": y}), files=1)
+    source = parquet_source(path)
+    assert [s.num_rows for s in source.shards()] == [70_000]
+    loader = DataLoader(source, batch_size=1000, seed=0)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0, 1, shape=2)
+        batch = pm.Data("batch", np.zeros((1000, 2)))
+        pm.Bernoulli(
+            "y", logit_p=b[0] + b[1] * batch[:, 0], observed=batch[:, 1], total_size=len(loader)
+        )
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    with pytest.raises(
+        ValueError, match=r"part-0\.parquet.*column 'y' holds 2\.0 at row 68123 of the shard"
+    ):
+        trainer.fit(100)
+
+
 def test_an_impossible_row_with_an_unknown_support_stops_the_fit():
     # Binomial with a fitted n: the support's upper end is not a constant, so no block
     # check knows it; the infinite loss is reported instead of being averaged away.
