@@ -160,6 +160,27 @@ def test_continuation_is_bit_exact_across_the_schedule(small_rows):
     assert 0 < np.abs(whole.approx.mean.eval() - shown).max() < 1e-3
 
 
+def test_the_average_starts_with_the_iterate_of_step_average_after(small_rows):
+    # What is shown is the plain mean of the raw iterates after global steps
+    # average_after, average_after + 1, ..., n: none left out, none counted twice.
+    X, y = small_rows
+    settings = Convergence(decay_after=20, average_after=50)
+    trainer = logistic_trainer(X, y, batch=256, convergence=settings)
+    raw = {}
+
+    def record(approx, losses, step):  # callbacks see the raw iterates
+        raw[step] = [p.get_value().copy() for p in approx.params]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(120, callbacks=[record])
+    assert sorted(raw) == list(range(1, 121))
+    for k, shown in enumerate(trainer.approx.params):
+        expected = np.mean([raw[step][k] for step in range(50, 121)], axis=0)
+        np.testing.assert_allclose(shown.get_value(), expected, rtol=1e-12, atol=1e-14)
+        assert not np.allclose(shown.get_value(), raw[120][k], rtol=1e-6)
+
+
 def test_a_checkpoint_carries_the_schedule_and_the_averages(small_rows, tmp_path):
     X, y = small_rows
     whole = logistic_trainer(X, y, batch=256)
