@@ -39,6 +39,7 @@ and 2 seeds). Results: ``benchmarks/results/fidelity.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -115,7 +116,8 @@ def errors(curve, reference):
     return [(steps, *reference.errors(mean, sd), seconds) for steps, mean, sd, seconds in curve]
 
 
-def plot(results, rows_list):
+def plot(curves: dict, rows_list) -> None:
+    """``curves``: ``{"<fit> <rows>": [{"steps", "mean_error", "sd_error"}, ...]}``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,40 +125,27 @@ def plot(results, rows_list):
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     styles = {"default": "-", "adam": "--", "minibatch": ":"}
-    colors = dict(zip(rows_list, ["tab:blue", "tab:red", "tab:green"]))
-    for (name, rows), curve in results.items():
+    colors = dict(zip(sorted(rows_list), ["tab:blue", "tab:red", "tab:green"]))
+    labels = {
+        "default": "Trainer default",
+        "adam": "Trainer, Adam 0.01",
+        "minibatch": "pm.Minibatch, Adam 0.01",
+    }
+    for key, curve in curves.items():
+        name, rows = key.split()
         steps = [c["steps"] for c in curve]
-        label = f"{name}, {rows / 1e6:g}M rows"
-        axes[0].plot(
-            steps,
-            [c["mean_error"] for c in curve],
-            styles[name],
-            color=colors[rows],
-            marker="o",
-            label=label,
-        )
-        axes[1].plot(
-            steps,
-            [c["sd_error"] for c in curve],
-            styles[name],
-            color=colors[rows],
-            marker="o",
-            label=label,
-        )
-    axes[0].axhline(0.25, color="grey", lw=0.8)
-    axes[1].axhline(0.10, color="grey", lw=0.8)
-    axes[0].set(
-        xscale="log",
-        yscale="log",
-        xlabel="steps (batch 4096)",
-        ylabel="worst |mean - MAP| / posterior sd",
-    )
-    axes[1].set(
-        xscale="log",
-        yscale="log",
-        xlabel="steps (batch 4096)",
-        ylabel="worst |sd / mean-field sd - 1|",
-    )
+        label = f"{labels[name]}, {int(rows) / 1e6:g}M rows"
+        style = dict(color=colors[int(rows)], marker="o", label=label)
+        axes[0].plot(steps, [c["mean_error"] for c in curve], styles[name], **style)
+        axes[1].plot(steps, [c["sd_error"] for c in curve], styles[name], **style)
+    for ax, target, ylabel in (
+        (axes[0], 0.25, "worst |mean - MAP| / posterior sd"),
+        (axes[1], 0.10, "worst |sd / mean-field sd - 1|"),
+    ):
+        ax.axhline(target, color="grey", lw=0.8)
+        ax.set(xscale="log", yscale="log", xlabel="steps (batch 4096)", ylabel=ylabel)
+        ax.set_xticks(CHECKPOINTS, [f"{s // 1000}k" for s in CHECKPOINTS])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes[0].legend(fontsize=7)
     fig.suptitle(
         "Distance to the exact variational optimum (worst coefficient, worst of the seeds)"
@@ -175,7 +164,12 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="200k rows, 2 seeds, no minibatch")
     parser.add_argument("--no-minibatch", action="store_true")
     parser.add_argument("--out", default=str(HERE / "results" / "fidelity.json"))
+    parser.add_argument("--replot", default=None, help="only redraw the plot from a results file")
     args = parser.parse_args(argv)
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        plot(saved["curves"], saved["rows"])
+        return
     if args.quick:
         args.rows, args.seeds, args.no_minibatch = [200_000], 2, True
     warnings.simplefilter("ignore")
@@ -234,7 +228,7 @@ def main(argv=None):
             print(
                 f"steps/s at {rows:,d} rows: default {speeds[('default', rows)]:,.0f}, adam {speeds[('adam', rows)]:,.0f} ({ratio:.2f}x)"
             )
-    plot(results, args.rows)
+    plot({f"{n} {r}": c for (n, r), c in results.items()}, args.rows)
     write_json(
         Path(args.out),
         {
