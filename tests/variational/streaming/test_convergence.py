@@ -21,13 +21,21 @@ import csv
 import warnings
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from glm_reference import glm_reference
 
 import pymc as pm
 
-from pymc.variational.streaming import Convergence, DataLoader, Trainer, array_source
+from pymc.variational.streaming import (
+    Convergence,
+    DataLoader,
+    Trainer,
+    array_source,
+    parquet_source,
+)
 
 BATCH = 1024
 
@@ -109,6 +117,46 @@ def test_the_default_fit_reaches_the_exact_optimum(rows):
     mean_error, sd_error = ref.errors(approx.mean.eval(), approx.std.eval())
     assert mean_error < 0.25 and sd_error < 0.10, (mean_error, sd_error)
     assert trainer.convergence_report.converged and warned == []
+
+
+@pytest.mark.slow
+def test_the_default_fit_at_two_million_rows_from_parquet(tmp_path):
+    # The seed's path at scale: pyarrow-default parquet files, batch 4096, the default
+    # fit. A first fit too short for 2M rows says so and how many more steps it needs;
+    # continuing by that many reaches the exact optimum, and a longer fit gets closer.
+    X, y = logistic_rows(2_000_000, seed=7)
+    for k, part in enumerate(np.array_split(np.column_stack([X, y]), 8)):
+        pq.write_table(
+            pa.table({f"c{j}": part[:, j] for j in range(6)}), tmp_path / f"part-{k}.parquet"
+        )
+    del X, y
+
+    def file_blocks():
+        for k in range(8):
+            table = pq.read_table(tmp_path / f"part-{k}.parquet")
+            block = np.column_stack([c.to_numpy() for c in table.columns])
+            yield block[:, :5], block[:, 5]
+
+    ref = glm_reference(file_blocks)
+    assert ref.rows == 2_000_000
+    loader = DataLoader(parquet_source(tmp_path), batch_size=4096, seed=0)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        data = pm.Data("batch", np.zeros((4096, 6)))
+        logit = b[0] + pm.math.dot(data[:, :5], b[1:])
+        pm.Bernoulli("y", logit_p=logit, observed=data[:, 5], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    _, warned = fit_quietly(trainer, 6000)
+    report = trainer.convergence_report
+    assert not report.converged and report.more_steps > 0
+    assert len(warned) == 1 and f"{report.more_steps:,d} more steps" in warned[0]
+    approx, warned = fit_quietly(trainer, report.more_steps)
+    mean_error, sd_error = ref.errors(approx.mean.eval(), approx.std.eval())
+    assert mean_error < 0.25 and sd_error < 0.10, (mean_error, sd_error)
+    assert trainer.convergence_report.converged and warned == []
+    approx, _ = fit_quietly(trainer, 20_000 - trainer.state.step)
+    mean_error, sd_error = ref.errors(approx.mean.eval(), approx.std.eval())
+    assert mean_error < 0.1 and sd_error < 0.05, (mean_error, sd_error)
 
 
 def test_constant_adam_is_far_and_is_told_so(rows):
