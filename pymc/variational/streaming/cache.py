@@ -173,6 +173,7 @@ class RowCache:
             "version": KEY_VERSION,
             "source": type(source).__name__,
             "fingerprint": source.fingerprint(),
+            "versions": getattr(source, "file_versions", lambda: None)(),
             "columns": list(source.columns),
             "categories": {k: list(v) for k, v in getattr(source, "categories", {}).items()},
             "shard_rows": [s.num_rows for s in shards],
@@ -202,10 +203,13 @@ class RowCache:
     def used_bytes(self) -> dict[Path, int]:
         """Bytes taken by each cached dataset, least recently used first."""
         found = []
-        if self.directory.is_dir():
-            for d in self.directory.iterdir():
-                if d.is_dir() and _KEY.fullmatch(d.name):
-                    found.append((_mtime(d / "meta.json"), d.name, d, _tree_bytes(d)))
+        try:
+            listed = list(self.directory.iterdir())
+        except FileNotFoundError:
+            listed = []
+        for d in listed:
+            if d.is_dir() and _KEY.fullmatch(d.name):
+                found.append((_mtime(d / "meta.json"), d.name, d, _tree_bytes(d)))
         return {d: size for _, _, d, size in sorted(found)}
 
     def clear(self) -> None:
@@ -282,23 +286,32 @@ class CacheEntry:
             self.cache.directory.mkdir(parents=True, exist_ok=True)
             if needed:
                 keep = self.cache.min_free_bytes()
-                others = [d for d in self.cache.used_bytes() if d.name != self.key]
-                while self._shortfall(needed, keep) and others:
+                used = self.cache.used_bytes()
+                others = [d for d in used if d.name != self.key]
+                # Remove nothing when removing everything else would not make room.
+                hopeless = self._shortfall(needed, keep, freed=sum(used[d] for d in others))
+                while not hopeless and self._shortfall(needed, keep) and others:
                     shutil.rmtree(others.pop(0), ignore_errors=True)
                 short = self._shortfall(needed, keep)
                 if short:
                     return self._refuse(short)
             self.directory.mkdir(exist_ok=True)
-            self._write_meta()
+            try:
+                self._write_meta()
+            except OSError:
+                if needed:
+                    raise
+                # Every shard is cached: reading needs no room, only the LRU mark is lost.
         except OSError as err:
             if self.cache.strict:
                 raise
             return self._refuse(f"the cache directory cannot be written: {err}")
         return True
 
-    def _shortfall(self, needed: int, keep: int) -> str:
-        """Why ``needed`` more bytes do not fit; empty when they do."""
-        free = shutil.disk_usage(self.cache.directory).free
+    def _shortfall(self, needed: int, keep: int, freed: int = 0) -> str:
+        """Why ``needed`` more bytes do not fit, even after removing ``freed`` bytes of
+        other datasets; empty when they do."""
+        free = shutil.disk_usage(self.cache.directory).free + freed
         if free - needed < keep:
             return (
                 f"not enough free space in {str(self.cache.directory)!r} to cache the decoded "
@@ -306,7 +319,7 @@ class CacheEntry:
                 "must stay free (min_free)"
             )
         limit = self.cache.max_bytes_limit()
-        used = sum(self.cache.used_bytes().values()) if limit is not None else 0
+        used = sum(self.cache.used_bytes().values()) - freed if limit is not None else 0
         if limit is not None and used + needed > limit:
             return (
                 f"the decoded rows need {_size(needed)} more in {str(self.cache.directory)!r}, "
@@ -327,8 +340,12 @@ class CacheEntry:
     def _write_meta(self) -> None:
         """Describe the key for people (no credentials), and mark the entry as used now."""
         tmp = self.directory / f"meta.json.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-        tmp.write_text(redact(json.dumps(self.meta, indent=1, default=str)))
-        os.replace(tmp, self.directory / "meta.json")
+        try:
+            tmp.write_text(redact(json.dumps(self.meta, indent=1, default=str)))
+            os.replace(tmp, self.directory / "meta.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     # ------------------------------------------------------------------ reading, writing
     def open(self, index: int) -> RowFile | None:
@@ -409,8 +426,13 @@ def _mtime(path: Path) -> float:
 
 
 def _tree_bytes(directory: Path) -> int:
+    """Bytes of the files of ``directory``; 0 when another process removed it meanwhile."""
     total = 0
-    for f in directory.iterdir():
+    try:
+        listed = list(directory.iterdir())
+    except FileNotFoundError:
+        return 0
+    for f in listed:
         try:
             total += f.stat().st_size
         except OSError:

@@ -272,6 +272,13 @@ class CSVSource(IterableDataset):
         if self.commits:  # a checkpoint of one Hub revision does not resume on another
             fp["commits"] = sorted(self.commits.values())
         fp["files"] = [[s.num_rows, crc] for s, crc in zip(self._shards, self.checksums)]
+        # The names say which field of a line each selected column is: the same bytes
+        # read with other names or another delimiter are other data.
+        fp["read"] = {
+            "column_names": list(self.column_names),
+            "header": self.header,
+            "delimiter": self.delimiter,
+        }
         fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
         return fp
 

@@ -114,6 +114,16 @@ class IterableDataset:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement read_shard()")
 
+    def file_versions(self) -> list | None:
+        """Stamps of the stored files (modification times, ETags) that change when a file
+        is rewritten in place, or None.
+
+        The row cache keys on them besides :meth:`fingerprint`, so that a file rewritten
+        with an identical footer is not read from the cache. They are not part of the
+        fingerprint: a checkpoint still resumes on the same data copied elsewhere.
+        """
+        return None
+
     def prefetch_hint(self, shards: list[Shard]) -> None:
         """Learn the order in which the loader is about to read ``shards``.
 

@@ -27,12 +27,14 @@ import os
 import re
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import fsspec
 
 __all__ = [
     "display_path",
+    "file_version",
     "http_status",
     "is_fork_safe",
     "is_hub",
@@ -132,6 +134,33 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
 def is_fork_safe(fs: fsspec.AbstractFileSystem) -> bool:
     """fsspec's async filesystems (HTTP, S3, GCS, ...) refuse to run in a forked child."""
     return not getattr(fs, "async_impl", False)
+
+
+#: Keys of fsspec's file details that change when a file is rewritten in place.
+_VERSION_KEYS = (
+    "ETag",
+    "etag",
+    "VersionId",
+    "version_id",
+    "mtime",
+    "LastModified",
+    "last_modified",
+)
+
+
+def file_version(fs: fsspec.AbstractFileSystem, path: str, fh: Any = None) -> str | None:
+    """A stamp of the stored file that changes when it is rewritten in place: the
+    modification time of a local file, the ETag or modification time a remote store
+    reports with an open file's details; None when there is none."""
+    try:
+        details = fs.info(path) if is_local(fs) else (getattr(fh, "details", None) or {})
+    except OSError:
+        return None
+    for key in _VERSION_KEYS:
+        value = details.get(key) if isinstance(details, Mapping) else None
+        if isinstance(value, str | int | float) or hasattr(value, "isoformat"):
+            return f"{key}={value}"
+    return None
 
 
 def display_path(fs: fsspec.AbstractFileSystem, path: str) -> str:

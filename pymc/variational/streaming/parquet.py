@@ -41,6 +41,7 @@ from pymc.variational.streaming.datasets import (
 )
 from pymc.variational.streaming.files import (
     display_path,
+    file_version,
     is_fork_safe,
     is_hub,
     is_local,
@@ -90,13 +91,14 @@ class ParquetSource(IterableDataset):
         self.names = [display_path(self.fs, f) for f in self.files]
         self.metadata: list[pq.FileMetaData] = []
         self.sizes: list[int] = []
+        self.versions: list[str | None] = []
         spec: dict = {}
         file_types: set[pa.DataType] = set()
         for f, name in zip(self.files, self.names):
             where = f"parquet file {name!r}"
             failure = None
             try:
-                metadata, size = self.retry.call(lambda f=f: self._read_footer(f), where)
+                metadata, size, version = self.retry.call(lambda f=f: self._read_footer(f), where)
             except pa.ArrowException as err:
                 failure = ValueError(redact(f"{where} is not a readable parquet file: {err}"))
             except Exception as err:
@@ -109,6 +111,7 @@ class ParquetSource(IterableDataset):
                 spec = resolve_categorical(categorical, self.columns, where)
             self.metadata.append(metadata)
             self.sizes.append(size)
+            self.versions.append(version)
             for c in self.columns:
                 if c not in schema.names:
                     raise KeyError(
@@ -154,10 +157,15 @@ class ParquetSource(IterableDataset):
             for column, given in spec.items()
         }
 
-    def _read_footer(self, path: str) -> tuple[pq.FileMetaData, int]:
+    def _read_footer(self, path: str) -> tuple[pq.FileMetaData, int, str | None]:
         with self.fs.open(path, "rb") as fh:
             metadata = pq.ParquetFile(fh).metadata
-            return metadata, fh.seek(0, os.SEEK_END)
+            return metadata, fh.seek(0, os.SEEK_END), file_version(self.fs, path, fh)
+
+    def file_versions(self) -> list[str | None]:
+        # A file rewritten in place with the same footer (uncompressed pages, same sizes
+        # and statistics) keeps its fingerprint; its modification stamp changes.
+        return list(self.versions)
 
     def shards(self) -> list[Shard]:
         return self._shards

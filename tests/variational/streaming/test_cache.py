@@ -248,6 +248,44 @@ def test_stale_rows_are_never_read(data, cache_dir, change):
         assert not np.array_equal(epoch(cached, 0), first)
 
 
+def test_a_file_rewritten_with_the_same_footer_is_not_read_from_the_cache(tmp_path, cache_dir):
+    # Uncompressed pages holding the same values in another order: sizes, row groups and
+    # statistics are equal, so only the file's modification stamp tells them apart.
+    root = tmp_path / "same-footer"
+    root.mkdir()
+    path = root / "part-0.parquet"
+
+    def write(seed):
+        ids = np.random.default_rng(seed).permutation(1000).astype(np.float64)
+        pq.write_table(pa.table({"id": ids}), path, compression="none", use_dictionary=False)
+        return ids
+
+    first = write(1)
+    before = parquet_source(root).fingerprint()
+    np.testing.assert_array_equal(epoch(loader_of(root, cache_dir, shuffle=False))[:, 0], first)
+    time.sleep(0.05)  # a rewrite comes later than the first read
+    second = write(2)
+    assert parquet_source(root).fingerprint() == before  # the footer cannot tell
+    got = epoch(loader_of(root, cache_dir, shuffle=False))[:, 0]
+    np.testing.assert_array_equal(got, second)
+    assert len(entries(cache_dir)) == 2
+
+
+def test_csv_columns_named_otherwise_are_another_cache(tmp_path, cache_dir):
+    # The same bytes read with other column names are other data: "a" is another field.
+    path = tmp_path / "two.csv"
+    path.write_text("1,100\n2,200\n3,300\n")
+
+    def read(names, cache):
+        source = csv_source(path, header=False, column_names=names, columns=["a"])
+        return epoch(loader_of(None, cache, source=source, shuffle=False))[:, 0]
+
+    np.testing.assert_array_equal(read(["a", "b"], cache_dir), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(read(["b", "a"], cache_dir), [100.0, 200.0, 300.0])
+    np.testing.assert_array_equal(read(["b", "a"], None), [100.0, 200.0, 300.0])
+    assert len(entries(cache_dir)) == 2
+
+
 def test_other_categorical_levels_are_another_cache(tmp_path, cache_dir):
     root = tmp_path / "groups"
     root.mkdir()
@@ -431,6 +469,39 @@ def test_a_disk_full_while_writing_leaves_nothing_behind(data, cache_dir, monkey
         got = epoch(loader, 0)
     np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
     assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+
+
+def test_data_that_can_never_fit_removes_nothing(data, cache_dir):
+    # max_bytes holds one column of the data but not three: the first dataset stays.
+    one_column = NEEDED - FILES * ROWS * 2 * 4
+    cache = RowCache(cache_dir, max_bytes=one_column + 5000, strict=False)
+    epoch(loader_of(data, cache, columns=["x"]), 0)
+    (kept,) = entries(cache_dir)
+    with pytest.warns(RuntimeWarning, match=r"reading without a row cache: the decoded rows need"):
+        got = epoch(loader_of(data, cache), 0)
+    np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
+    assert entries(cache_dir) == [kept] and len(files(kept, "*.rows")) == SHARDS
+
+
+def test_a_warm_cache_is_read_on_a_full_disk(data, cache_dir, monkeypatch):
+    # Reading cached rows needs no room: a disk that filled up since they were written
+    # must not make the loader decode again, nor leave a half-written meta.json behind.
+    strict = RowCache(cache_dir, strict=True)
+    want = epoch(loader_of(data, strict), 0)
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.startswith("meta.json"):
+            write_text(self, "{")  # created, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    loader = loader_of(data, strict)
+    reads = count_reads(loader.source)
+    np.testing.assert_array_equal(epoch(loader, 0), want)
+    assert sum(reads.values()) == 0
+    assert files(cache_dir, "*.tmp") == []
 
 
 def test_a_cache_removed_while_in_use_is_read_around(data, cache_dir):
