@@ -119,6 +119,10 @@ class CSVSource(IterableDataset):
                 f"has {len(header_names)} columns: {header_names}"
             )
         self.columns = select_columns(self.column_names, columns, where)
+        #: Each file's own column names where its header orders them otherwise.
+        self._file_names: dict[int, list[str]] = {}
+        if self.header:
+            self._align_headers(header_names)
         spec = resolve_categorical(categorical, self.columns, where)
         self._text_columns = set(spec)
         self.levels = self._find_levels(spec)
@@ -165,6 +169,28 @@ class CSVSource(IterableDataset):
             raise ValueError(f"CSV file {self.names[i]!r} is empty; expected a header line")
         return names
 
+    def _align_headers(self, first: list[str]) -> None:
+        """Read the header of every other file: one with the columns in another order is
+        read by name, like a parquet file; one without a selected column is an error."""
+        for i in range(1, len(self.files)):
+            names = self._read_header(i)
+            if names == first:
+                continue
+            where = f"CSV file {self.names[i]!r}"
+            if self._given_names:
+                raise ValueError(
+                    f"{where} has the header {names}, but {self.names[0]!r} has {first}: "
+                    "column_names= renames the columns by position, so every file needs the "
+                    "same header; leave out column_names to read the columns by name"
+                )
+            missing = [c for c in self.columns if c not in names]
+            if missing:
+                raise KeyError(
+                    f"{where} has no column {missing[0]!r}, which {self.names[0]!r} has; "
+                    f"available columns: {names}"
+                )
+            self._file_names[i] = names
+
     def _given_counts(self, num_rows) -> list[int]:
         if is_count(num_rows):
             counts = [num_rows]
@@ -184,11 +210,10 @@ class CSVSource(IterableDataset):
         CRC-32 of its bytes, in one pass that parses a single column."""
         with self.fs.open(self.files[i], "rb", compression="infer") as raw:
             fh = _Checksum(raw)
-            first = self.column_names[0]
-            with self._open_reader(
-                i, self._names_arg(), [first], fh=fh, types={first: pa.string()}
-            ) as reader:
-                rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], self.column_names))
+            names = self._names_arg(i)
+            first = (names or self.column_names)[0]
+            with self._open_reader(i, names, [first], fh=fh, types={first: pa.string()}) as reader:
+                rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], names))
             while fh.read(1 << 20):  # bytes the parser left unread still belong to the checksum
                 pass
         return rows, fh.crc
@@ -197,8 +222,9 @@ class CSVSource(IterableDataset):
         """Levels of the categorical columns: given, or found by one scan of those columns."""
         found: dict[str, set] = {name: set() for name, levels in spec.items() if levels is None}
         for i in range(len(self.files)) if found else []:
-            with self._open_reader(i, self._names_arg(), list(found)) as reader:
-                for rb in _batches(reader, self.names[i], self.column_names):
+            names = self._names_arg(i)
+            with self._open_reader(i, names, list(found)) as reader:
+                for rb in _batches(reader, self.names[i], names or self.column_names):
                     for name in found:
                         found[name].update(pc.unique(rb.column(name)).to_pylist())
         return {
@@ -212,8 +238,11 @@ class CSVSource(IterableDataset):
         }
 
     # --------------------------------------------------------------- reading
-    def _names_arg(self) -> list[str] | None:
-        """Names to give the parser: ours, unless they are the ones it generates itself."""
+    def _names_arg(self, i: int) -> list[str] | None:
+        """Names to give the parser for file ``i``: its own header's where it orders the
+        columns otherwise, ours, or None where the parser generates them itself."""
+        if i in self._file_names:
+            return self._file_names[i]
         return self.column_names if (self._given_names or self.header) else None
 
     def _open_reader(self, i, names, columns, fh=None, types=None, header_names=False):
@@ -235,7 +264,10 @@ class CSVSource(IterableDataset):
             types = {
                 c: pa.string() if c in self._text_columns else pa.float64() for c in columns or []
             }
-        convert_options = pa_csv.ConvertOptions(include_columns=columns, column_types=types or None)
+        # An empty text field is a missing value, as pandas reads and writes it, not a level.
+        convert_options = pa_csv.ConvertOptions(
+            include_columns=columns, column_types=types or None, strings_can_be_null=True
+        )
         # Quoted values may hold line breaks (pandas writes them so): parse them as values.
         parse_options = pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
         try:
@@ -255,8 +287,9 @@ class CSVSource(IterableDataset):
 
     def read_shard(self, shard, dtype=np.float64):
         try:
-            with self._open_reader(shard.key, self._names_arg(), self.columns) as reader:
-                for rb in _batches(reader, shard.name, self.column_names):
+            names = self._names_arg(shard.key)
+            with self._open_reader(shard.key, names, self.columns) as reader:
+                for rb in _batches(reader, shard.name, names or self.column_names):
                     yield record_batch_to_array(
                         encode_categories(rb, self.levels, shard.name), dtype
                     )

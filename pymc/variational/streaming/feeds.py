@@ -171,7 +171,8 @@ class Feed:
         ]
 
     def check_total_size(self) -> None:
-        """Warn about observed variables whose likelihood is not scaled to ``len(loader)``."""
+        """Warn about observed variables and Potentials whose likelihood is not scaled to
+        ``len(loader)``."""
         n = self.loader.total_size
         names = ", ".join(map(repr, self.placeholders))
         for rv in self.fed_observed():
@@ -193,6 +194,34 @@ class Feed:
                     UserWarning,
                     stacklevel=4,
                 )
+        placeholders = set(self.placeholders.values())
+        for potential in self.model.potentials:
+            if placeholders & set(ancestors([potential])):
+                warnings.warn(
+                    f"pm.Potential {potential.name!r} depends on pm.Data {names}, which holds one "
+                    f"batch at a time, and pymc does not scale a Potential to the {n} rows of "
+                    "the data: the batch would weigh as if it were all of it. Write the "
+                    "likelihood as an observed variable with total_size=len(loader), or scale "
+                    "the Potential by len(loader) / rows in the batch yourself (and filter "
+                    "this warning).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+
+    def explain_step_error(self, err: Exception, rows: int) -> None:
+        """Raise a ValueError saying how to fix a model that fixes the batch dimension, when
+        the step failed (with ``err``) on a batch shorter than ``batch_size``; else return."""
+        size = self.loader.batch_size
+        if rows == size:
+            return
+        raise ValueError(
+            f"the step failed on a batch of {rows} rows, the last of the epoch (the data's "
+            f"{self.loader.num_rows} rows are not a multiple of batch_size={size}): the model "
+            f"fixes the batch dimension to {size} somewhere, e.g. shape={size} on an observed "
+            "variable or one latent variable per row. Leave that dimension free (use the "
+            "placeholder's shape[0]) or pass drop_last=True to the DataLoader. "
+            f"pytensor said: {type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+        ) from err
 
     # --------------------------------------------------------------- label checks
     def label_rules(self) -> tuple[dict[int, LabelRule], list[tuple[str, Callable[[], bool], str]]]:

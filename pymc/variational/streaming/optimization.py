@@ -138,6 +138,12 @@ class Optimization:
         convergence: Convergence | None,
         log_every: int = 1,
     ):
+        if not (isinstance(log_every, int) and not isinstance(log_every, bool)) or log_every < 1:
+            raise ValueError(f"log_every_n_steps must be a positive integer, got {log_every!r}")
+        if convergence is not None and not isinstance(convergence, Convergence):
+            raise TypeError(
+                f"convergence must be a Convergence or None, got {type(convergence).__name__}"
+            )
         unknown = set(step_kwargs) - STEP_KWARGS
         if unknown:
             raise TypeError(

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 from collections.abc import Sequence
 
@@ -156,6 +157,14 @@ def predict(
         raise ValueError("var_names must name at least one variable to predict")
     if not isinstance(draws, int) or draws < 1:
         raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    if feed.loader.transform is not None and dataloader.transform is None:
+        warnings.warn(
+            "the Trainer's DataLoader transforms its rows (transform=...) and this one does "
+            "not, so the predictions see rows unlike those the model was fitted on: pass the "
+            "same transform to the DataLoader of the rows to predict for",
+            UserWarning,
+            stacklevel=3,
+        )
     nodes = [_output_node(feed, name) for name in var_names]
     filler = _Filler(feed, dataloader, nodes)
     outputs = []

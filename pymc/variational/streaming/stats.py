@@ -62,6 +62,10 @@ class ColumnStats:
         """A transform giving ``columns`` (default: every column) mean 0 and sd 1 with these
         global statistics, and leaving the others (labels) as they are.
 
+        The transform finds columns by position: it expects rows holding the columns of
+        these statistics, in their order (a loader over the same source and columns), and
+        refuses rows of another width.
+
         Examples
         --------
         .. code-block:: python
@@ -85,7 +89,15 @@ class ColumnStats:
             )
         shift, scale = self.mean[index], self.sd[index]
 
+        width = len(self.columns)
+
         def standardize(x: np.ndarray) -> np.ndarray:
+            if np.ndim(x) != 2 or np.shape(x)[1] != width:
+                raise ValueError(
+                    f"standardizer: expected rows of the {width} columns the statistics "
+                    f"describe ({self.columns}), in that order, got an array of shape "
+                    f"{np.shape(x)}; compute column_stats on a source with the loader's columns"
+                )
             out = np.array(x, dtype=np.float64)
             out[:, index] = (out[:, index] - shift) / scale
             return out

@@ -185,17 +185,6 @@ class Trainer:
         self.dataloader = dataloader
         self.data_name = data_name
         self.progressbar = progressbar
-        if (
-            not (isinstance(log_every_n_steps, int) and not isinstance(log_every_n_steps, bool))
-            or log_every_n_steps < 1
-        ):
-            raise ValueError(
-                f"log_every_n_steps must be a positive integer, got {log_every_n_steps!r}"
-            )
-        if convergence is not None and not isinstance(convergence, Convergence):
-            raise TypeError(
-                f"convergence must be a Convergence or None, got {type(convergence).__name__}"
-            )
         self.inference = make_inference(method, model, random_seed, inf_kwargs, start)
         self.optimization = Optimization(self.inference, kwargs, convergence, log_every_n_steps)
         self.score = self.optimization.score
@@ -484,7 +473,11 @@ class Trainer:
             if check_labels is not None:
                 check_labels()
             step_fn, logs = cycle[(base + i + 1) % period]
-            out = step_fn()
+            try:
+                out = step_fn()
+            except (AssertionError, ValueError, IndexError) as err:  # costs nothing until raised
+                self.feed.explain_step_error(err, rows_of(batch))
+                raise
             if logs:
                 rows = rows_of(batch)
                 losses[i] = out if rows == B else out * (B / rows)  # one scale for short batches

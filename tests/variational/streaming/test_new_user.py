@@ -374,3 +374,85 @@ def test_errors_point_at_the_fix(tmp_path):
     source = parquet_source(path, categorical=["city"])
     loader = DataLoader(source, batch_size=2, fields={"X": ["x"], "g": "city"})
     assert "fields={'X': (1,), 'g': ()}" in repr(loader) and "sample_shape" not in repr(loader)
+
+
+# ----------------------------------------------------------------------------- found trying it out
+
+
+def test_csv_files_with_their_columns_in_another_order_are_read_by_name(tmp_path):
+    # pandas writes each file with the frame's own column order; a directory of CSV files
+    # is aligned by name, as a directory of parquet files is.
+    X, y = click_rows(20)
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "label": y})
+    frame.iloc[:10].to_csv(tmp_path / "part-0.csv", index=False)
+    frame.iloc[10:][["label", "a", "b"]].to_csv(tmp_path / "part-1.csv", index=False)
+    loader = DataLoader(csv_source(tmp_path), batch_size=20, shuffle=False)
+    np.testing.assert_array_equal(np.concatenate(list(loader)), frame.to_numpy())
+    frame.iloc[10:].rename(columns={"b": "income"}).to_csv(tmp_path / "part-1.csv", index=False)
+    with pytest.raises(
+        KeyError,
+        match=r"CSV file '.*part-1\.csv' has no column 'b', which '.*part-0\.csv' has; "
+        r"available columns: \['a', 'income', 'label'\]",
+    ):
+        csv_source(tmp_path)
+    with pytest.raises(ValueError, match=r"column_names= renames the columns by position"):
+        csv_source(tmp_path, column_names=["p", "q", "r"])
+
+
+def test_a_missing_category_in_csv_is_missing_not_a_level(tmp_path):
+    # pandas writes a missing text value as an empty field and reads it back as NaN.
+    frame = pd.DataFrame({"county": ["a", None, "b", "a"], "x": [1.0, 2.0, 3.0, 4.0]})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    source = csv_source(tmp_path / "d.csv", categorical=["county"])
+    assert list(source.categories["county"]) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"d\.csv: column 'county' holds 1 NaN value\(s\)"):
+        list(DataLoader(source, batch_size=4))
+
+
+def test_the_standardizer_refuses_rows_of_other_columns(tmp_path):
+    path = write_default_parquet(
+        tmp_path / "d", pd.DataFrame({"x1": [1.0, 2.0, 4.0], "x2": [5.0, 7.0, 9.0], "n": 3.0})
+    )
+    scale = column_stats(parquet_source(path)).standardizer(columns=["x2"])
+    # The loader reads two of the three columns: x2 is not where the statistics put it.
+    with pytest.raises(
+        ValueError,
+        match=r"part-0\.parquet \(row group 0\): standardizer: expected rows of the 3 columns "
+        r"the statistics describe \(\['x1', 'x2', 'n'\]\), in that order, got an array of shape",
+    ):
+        DataLoader(parquet_source(path, columns=["x2", "n"]), batch_size=3, transform=scale)
+
+
+def test_a_potential_on_the_streamed_data_is_not_scaled_and_says_so():
+    X, y = click_rows(1000)
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=100)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=4)
+        batch = pm.Data("batch", np.zeros((100, 4)))
+        logit = b[0] + pm.math.dot(batch[:, :3], b[1:])
+        pm.Potential("ll", pm.logp(pm.Bernoulli.dist(logit_p=logit), batch[:, 3]).sum())
+    with pytest.warns(
+        UserWarning,
+        match=r"pm\.Potential 'll' depends on pm\.Data 'batch', which holds one batch at a "
+        r"time, and pymc does not scale a Potential to the 1000 rows",
+    ):
+        Trainer(dataloader=loader, model=model, progressbar=False)
+
+
+def test_a_batch_dimension_fixed_in_the_model_fails_clearly_on_the_short_batch():
+    # 1030 rows in batches of 100: the 11th batch of each epoch has 30 rows.
+    X, y = click_rows(1030)
+    loader = DataLoader(array_source(np.column_stack([X, y])), batch_size=100, seed=0)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=4)
+        batch = pm.Data("batch", np.zeros((100, 4)))
+        logit = b[0] + pm.math.dot(batch[:, :3], b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 3], total_size=1030, shape=100)
+    trainer = Trainer(dataloader=loader, model=model, random_seed=0, progressbar=False)
+    with pytest.raises(
+        ValueError,
+        match=r"the step failed on a batch of 30 rows, the last of the epoch \(the data's 1030 "
+        r"rows are not a multiple of batch_size=100\): the model fixes the batch dimension",
+    ):
+        trainer.fit(25)
+    assert trainer.state.step == 10  # the ten full batches were stepped on and kept

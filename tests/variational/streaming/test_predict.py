@@ -13,6 +13,8 @@
 #   limitations under the License.
 """Trainer.predict: posterior predictive means over streamed rows, in storage order."""
 
+import warnings
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -184,3 +186,26 @@ def test_the_in_memory_path_agrees(fitted):
     frequency = idata.posterior_predictive["click"].values.reshape(-1, 60).mean(axis=0)
     bound = 5 * np.sqrt(streamed * (1 - streamed) / 2000) + 0.01
     assert np.all(np.abs(frequency - streamed) < bound)
+
+
+def test_predicting_without_the_fitted_transform_warns(tmp_path):
+    X, y = click_rows(2000)
+    data = np.column_stack([X, y])
+    twice = lambda x: np.column_stack([2.0 * x[:, :3], x[:, 3:]])  # noqa: E731
+    loader = DataLoader(
+        array_source(data, columns=COLUMNS), batch_size=200, seed=0, transform=twice
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=4)
+        batch = pm.Data("batch", np.zeros((200, 4)))
+        logit = b[0] + pm.math.dot(batch[:, :3], b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 3], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    trainer.fit(200)
+    raw = DataLoader(array_source(X[:50], columns=COLUMNS[:3]), batch_size=50)
+    with pytest.warns(UserWarning, match=r"the Trainer's DataLoader transforms its rows"):
+        trainer.predict(raw, "click", draws=10, random_seed=0)
+    same = DataLoader(array_source(X[:50], columns=COLUMNS[:3]), batch_size=50, transform=twice)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        trainer.predict(same, "click", draws=10, random_seed=0)
