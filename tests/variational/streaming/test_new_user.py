@@ -405,8 +405,12 @@ def test_a_missing_category_in_csv_is_missing_not_a_level(tmp_path):
     frame.to_csv(tmp_path / "d.csv", index=False)
     source = csv_source(tmp_path / "d.csv", categorical=["county"])
     assert list(source.categories["county"]) == ["a", "b"]
-    with pytest.raises(ValueError, match=r"d\.csv: column 'county' holds 1 NaN value\(s\)"):
+    missing = r"categorical column 'county' has 1 missing value\(s\), first at row 1.*fillna"
+    with pytest.raises(ValueError, match=r"d\.csv: " + missing):
         list(DataLoader(source, batch_size=4))
+    parquet = write_default_parquet(tmp_path / "p", frame, files=1)  # the same in parquet
+    with pytest.raises(ValueError, match=r"part-0\.parquet.*: " + missing):
+        list(DataLoader(parquet_source(parquet, categorical=["county"]), batch_size=4))
 
 
 def test_the_standardizer_refuses_rows_of_other_columns(tmp_path):
