@@ -116,8 +116,9 @@ class RowCache:
 
     Notes
     -----
-    Rows take ``rows * columns * itemsize`` bytes: float32 files stay float32; CSV, integer
-    columns and loaders with a transform decode to float64. A dataset is written during
+    Rows take ``rows * columns * itemsize`` bytes: float32 files stay float32; CSV rows are
+    cached in the placeholder's float dtype; integer columns and loaders with a transform
+    decode to float64. A dataset is written during
     the first epoch that reads it, one shard at a time. If the disk fills up meanwhile
     (another program wrote to it), writing stops with a warning and the fit goes on
     reading the source. Several processes may share a directory: each shard is written

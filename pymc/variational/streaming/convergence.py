@@ -91,9 +91,10 @@ class Convergence:
     average_after : int, default 4000
         The fit reports the average of the iterates after this global step.
     tolerance_mean, tolerance_sd : float, default 0.25 and 0.10
-        The convergence check warns when the means drift by more than ``tolerance_mean``
-        fitted sd, or the sds by more than ``tolerance_sd`` (relative), between the two
-        halves of the averaging window.
+        The convergence check warns when the estimated error of the averaged means exceeds
+        ``tolerance_mean`` fitted sd, or that of the sds ``tolerance_sd`` (relative). The
+        error is estimated as half the drift between the two halves of the averaging
+        window (each half errs by about sqrt(2) times the whole window).
     """
 
     learning_rate: float = 0.01

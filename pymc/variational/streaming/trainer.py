@@ -246,13 +246,6 @@ class Trainer:
         return self.optimization.state_variables(self.feed.placeholders.values())
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
-        self.optimization.use_raw()  # the raw iterates are what continues
-        try:
-            self._write_checkpoint(path)
-        finally:
-            self.optimization.show_averages()
-
-    def _write_checkpoint(self, path: str | os.PathLike) -> None:
         """Write everything needed to continue this fit exactly into one ``.npz`` file.
 
         It holds the variational parameters, the optimizer state, the state of the step's
@@ -265,6 +258,13 @@ class Trainer:
         path : str or path-like
             Where to write; the file is replaced atomically.
         """
+        self.optimization.use_raw()  # the raw iterates are what continues
+        try:
+            self._write_checkpoint(path)
+        finally:
+            self.optimization.show_averages()
+
+    def _write_checkpoint(self, path: str | os.PathLike) -> None:
         meta = {
             "method": type(self.inference).__name__,
             "steps": self._steps_done,
@@ -385,7 +385,8 @@ class Trainer:
     ) -> Approximation:
         """Run ``n`` steps, continuing from any earlier call, and return the approximation.
 
-        The loss of every step is appended to ``approx.hist``. Ctrl-C stops the loop after
+        The computed losses are appended to ``approx.hist`` (every step's by default, every
+        ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step). Ctrl-C stops the loop after
         the current step and returns what was learned; the next ``fit`` continues from
         there with the same optimizer state and the next batch of the stream.
 
