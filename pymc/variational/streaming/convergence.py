@@ -292,6 +292,13 @@ class DriftMonitor:
             self.blocks.append((step, self._sum / self._count))
             self._sum, self._count = None, 0
 
+    def truncate(self, step: int) -> None:
+        """Forget what was recorded after global ``step`` (the fit was rolled back)."""
+        self.blocks = [(end, values) for end, values in self.blocks if end <= step]
+        self._sum, self._count = None, 0
+        if self.first_step is not None and self.first_step > step:
+            self.first_step = None
+
     def report(self, step: int, mean: np.ndarray, sd: np.ndarray) -> ConvergenceReport:
         """The verdict after global ``step``, given the reported means and sds."""
         s = self.settings

@@ -23,31 +23,44 @@ __all__ = ["FiniteGuard"]
 
 
 class FiniteGuard:
-    """Copies of the parameters taken every so often, to roll back to on a NaN.
+    """Copies of the whole state of a fit taken every so often, to roll back to on a NaN.
 
-    Parameters
-    ----------
-    params : list of SharedVariable
-        The approximation's parameters.
+    The state is every shared variable the step updates (parameters, optimizer moments,
+    running averages, the global step, random generators), as given to :meth:`watch`.
     """
 
-    def __init__(self, params):
-        self.params = list(params)
-        self._snapshot: tuple[int, list[np.ndarray]] | None = None
+    def __init__(self):
+        self.variables: list = []
+        self._snapshot: tuple[int, tuple[int, int], list] | None = None
+        #: ``(step, position)`` the last failure rolled the state back to, or None.
+        self.rolled_back: tuple[int, tuple[int, int]] | None = None
 
-    def snapshot(self, step: int) -> None:
-        """Keep the parameters as they are after global ``step``."""
-        self._snapshot = (step, [p.get_value() for p in self.params])
+    def watch(self, variables, step: int, position: tuple[int, int]) -> None:
+        """Guard ``variables`` from now on, starting from their state after ``step``."""
+        self.variables = list(variables)
+        self.rolled_back = None
+        self.snapshot(step, position)
+
+    def snapshot(self, step: int, position: tuple[int, int]) -> None:
+        """Keep the state as it is after global ``step``, with the stream's ``position``."""
+        self._snapshot = (step, position, [v.get_value() for v in self.variables])
 
     def forget(self) -> None:
         self._snapshot = None
 
-    def params_finite(self) -> bool:
-        return all(np.isfinite(p.get_value(borrow=True)).all() for p in self.params)
+    def finite(self) -> bool:
+        """Whether every float array of the state is finite (Adam's moments too: an
+        infinite second moment freezes a parameter without any NaN in it)."""
+        for v in self.variables:
+            x = v.get_value(borrow=True)
+            if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not np.isfinite(x).all():
+                return False
+        return True
 
-    def fail(self, step: int, loss: float) -> None:
-        """Raise the error for a non-finite ``loss`` (NaN when only the parameters are)."""
-        if loss == math.inf and self.params_finite():
+    def fail(self, step: int, loss: float | None) -> None:
+        """Raise the error for a non-finite ``loss`` at global ``step`` (None: the state
+        was found not finite after it), rolling the state back first."""
+        if loss == math.inf and self.finite():
             # The parameters are fine: the batch holds a row that the model calls impossible.
             raise ValueError(
                 f"the loss at step {step:,d} is infinite: a row of the batch has zero probability "
@@ -56,12 +69,17 @@ class FiniteGuard:
             )
         restored = ""
         if self._snapshot is not None:
-            at, values = self._snapshot
-            for p, value in zip(self.params, values):
-                p.set_value(value)
-            restored = f" The parameters were restored to their finite values after step {at:,d}."
+            at, position, values = self._snapshot
+            for v, value in zip(self.variables, values):
+                v.set_value(value)
+            self.rolled_back = (at, position)
+            restored = (
+                f" The fit was rolled back to its finite state after step {at:,d} (parameters, "
+                "optimizer state and position in the data): the next fit continues from there."
+            )
+        what = "the state" if loss is None else "the loss"
         raise FloatingPointError(
-            f"NaN occurred at step {step:,d} of the optimization.{restored} Try a smaller learning "
-            "rate (obj_optimizer=pm.adam(learning_rate=...)), total_grad_norm_constraint=..., or "
-            "check the data and the priors."
+            f"a non-finite value appeared in {what} by step {step:,d} of the optimization."
+            f"{restored} Try a smaller learning rate (obj_optimizer=pm.adam(learning_rate=...)), "
+            "total_grad_norm_constraint=..., or check the data and the priors."
         )

@@ -196,7 +196,7 @@ class Trainer:
         self.data_seed = dataloader.resolve_seed(random_seed)
         self._steps_done = 0
         self._position = (0, 0)
-        self._guard = FiniteGuard(self.approx.params)
+        self._guard = FiniteGuard()
         #: Loss of every step, NaN where none was computed (``approx.hist`` drops those).
         self.losses = np.empty(0)
         self._monitor = self.optimization.drift_monitor()
@@ -212,6 +212,7 @@ class Trainer:
             early_stopping,
             self.score,
             self.optimization.log_every,
+            seed=self.data_seed,
         )
 
     # ------------------------------------------------------------------ public state
@@ -415,6 +416,7 @@ class Trainer:
         if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)
         self.optimization.use_raw()
+        self._guard.watch(self._state_variables(), self._steps_done, self._position)
         show = self.progressbar if progressbar is None else progressbar
         losses = np.full(n, np.nan)
         # Measured: a decoding thread beside the producer slows the fit (three busy threads
@@ -437,9 +439,7 @@ class Trainer:
             with ProgressBar(show, n, self.dataloader.batch_size, self.score) as bar:
                 self._loop(cycle, stream, losses, list(callbacks or []), bar, n)
         except StopIteration as stop:
-            self.stop_reason = (
-                str(stop) or f"a callback stopped the fit at step {self._steps_done:,d}"
-            )
+            self.stop_reason = str(stop) or f"a callback stopped at step {self._steps_done:,d}"
             logger.info(self.stop_reason)
         except KeyboardInterrupt:
             self.stop_reason = f"interrupted at step {self._steps_done:,d}"
@@ -453,6 +453,8 @@ class Trainer:
                 self._position = (
                     stream.position if self._done_in_loop == self._fetched else stream.last_position
                 )
+            if self._guard.rolled_back is not None:
+                self._roll_back(*self._guard.rolled_back)
             self.optimization.show_averages()
         self._check_convergence()
         return self.approx
@@ -484,26 +486,24 @@ class Trainer:
                 losses[i] = out if rows == B else out * (B / rows)  # one scale for short batches
                 if not math.isfinite(out):
                     self._done_in_loop = i
-                    self._guard.fail(base + i, out)
+                    self._guard.fail(base + i + 1, out)
             self._done_in_loop = i + 1
             self._steps_done = base + i + 1
             if i == next_event:
-                next_event = self._on_event(i, base, losses, bar)
+                next_event = self._on_event(i, base, losses, bar, stream)
             for callback in callbacks:
                 callback(approx, losses[: i + 1], base + i + 1)
         bar.update(n, losses, n - 1)
 
-    def _on_event(self, i: int, base: int, losses: np.ndarray, bar: ProgressBar) -> int:
+    def _on_event(self, i: int, base: int, losses, bar: ProgressBar, stream: BatchIterator) -> int:
         """Everything that is not a step: snapshots, progress, validation, early stopping,
         the drift monitor. Returns the loop index of the next event."""
         step = base + i + 1
         periods = [_SNAPSHOT_EVERY, *self.validation.periods]
         if step % _SNAPSHOT_EVERY == 0 or i == 0:
-            if self.optimization.log_every > 1 or not self.score:  # no loss to watch each step
-                if not self._guard.params_finite():
-                    self._done_in_loop = i
-                    self._guard.fail(step - 1, math.nan)
-            self._guard.snapshot(step)
+            if not self._guard.finite():  # a finite loss says nothing of the next update
+                self._guard.fail(step, None)
+            self._guard.snapshot(step, stream.position)
             bar.update(i + 1, losses, i)
         value = self.validation.on_step(
             step, lambda k: np.concatenate([self.losses[-k:], losses[: i + 1]])[-k:]
@@ -534,6 +534,13 @@ class Trainer:
                 UserWarning,
                 stacklevel=3,
             )
+
+    def _roll_back(self, step: int, position: tuple[int, int]) -> None:
+        """Make the record agree with a state the guard rolled back to after ``step``."""
+        self._steps_done, self._position, self.losses = step, position, self.losses[:step]
+        self._record(np.empty(0))
+        if self._monitor is not None:
+            self._monitor.truncate(step)
 
     def _record(self, losses: np.ndarray) -> None:
         self.losses = np.concatenate([self.losses, losses])

@@ -23,6 +23,8 @@ import numpy as np
 import pytensor.tensor as pt
 
 from pymc.pytensorf import compile as pytensor_compile
+from pymc.pytensorf import reseed_rngs
+from pytensor.tensor.random.type import RandomGeneratorType
 
 import pymc as pm
 
@@ -75,12 +77,20 @@ class HeldOutScore:
             lpd = pt.logsumexp(draws, axis=0) - math.log(self.draws)
             scores.append(pt.mean(lpd))
         with model:
-            return pytensor_compile([], pt.sum(pt.stack(scores)))
+            fn = pytensor_compile([], pt.sum(pt.stack(scores)))
+        self._rngs = [v for v in fn.get_shared() if isinstance(v.type, RandomGeneratorType)]
+        return fn
 
-    def __call__(self) -> float:
-        """Score one epoch of the held-out loader; the training batch is put back after."""
+    def __call__(self, seed: int | tuple[int, ...] | None = None) -> float:
+        """Score one epoch of the held-out loader; the training batch is put back after.
+
+        ``seed`` fixes the posterior draws: the Trainer passes ``(its seed, step)``, so a
+        check gives the same score in a fit continued or resumed from a checkpoint.
+        """
         if self._fn is None:
             self._fn = self._compile()
+        if seed is not None:
+            reseed_rngs(self._rngs, list(seed) if isinstance(seed, tuple) else seed)
         saved = self.feed.values()
         set_batch = self.feed.setter()
         total, rows = 0.0, 0
@@ -183,6 +193,7 @@ class Validation:
         early_stopping,
         reports_loss: bool,
         log_every: int = 1,
+        seed: int = 0,
     ):
         if not (
             isinstance(interval, int | np.integer)
@@ -198,6 +209,7 @@ class Validation:
             )
         self.interval = int(interval)
         self.early_stopping = early_stopping
+        self.seed = int(seed)
         #: ``(step, held-out mean log predictive density)`` of every check.
         self.history: list[tuple[int, float]] = []
         self.held_out = (
@@ -238,7 +250,7 @@ class Validation:
         """
         value = None
         if self.held_out is not None and step % self.interval == 0:
-            value = self.held_out()
+            value = self.held_out(seed=(self.seed, step))
             self.history.append((step, value))
             if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
                 self.early_stopping.update(value, step)

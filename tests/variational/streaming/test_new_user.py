@@ -158,8 +158,9 @@ def test_an_impossible_row_with_an_unknown_support_stops_the_fit():
         batch = pm.Data("batch", np.zeros(100))
         pm.Binomial("k", n=n * 1, p=p, observed=batch, total_size=len(loader))
     trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    # Row 500 is in the sixth batch: step 6 fails, the five steps before it are kept.
     with pytest.raises(
-        ValueError, match=r"loss at step 5 is infinite.*outside its likelihood's support"
+        ValueError, match=r"loss at step 6 is infinite.*outside its likelihood's support"
     ):
         trainer.fit(20)
     assert trainer.state.step == 5 and len(trainer.approx.hist) == 5

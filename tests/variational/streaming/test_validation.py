@@ -83,6 +83,37 @@ def test_held_out_checks_run_on_schedule():
     assert len({v for _, v in trainer.val_history}) == 3
 
 
+def test_held_out_scores_follow_the_seed_through_continuations_and_checkpoints(tmp_path):
+    # Few draws make the score's Monte Carlo noise visible: only seeded draws agree.
+    def trainer():
+        _, _, train, val, model = normal_setup()
+        return Trainer(
+            dataloader=train,
+            model=model,
+            random_seed=1,
+            progressbar=False,
+            val_dataloader=val,
+            val_check_interval=30,
+            val_draws=3,
+        )
+
+    whole = trainer()
+    whole.fit(150)
+    again = trainer()
+    again.fit(150)
+    assert again.val_history == whole.val_history
+    split = trainer()
+    split.fit(40)
+    split.save_checkpoint(tmp_path / "fit.npz")
+    split.fit(110)
+    assert split.val_history == whole.val_history
+    resumed = trainer()
+    resumed.fit(110, ckpt_path=tmp_path / "fit.npz")
+    assert resumed.val_history == whole.val_history
+    # The draws differ from check to check (a seed per step), so do the scores.
+    assert len({v for _, v in whole.val_history}) == 5
+
+
 def test_validation_leaves_the_training_batch_in_place():
     _, _, train, val, model = normal_setup()
     seen = []
