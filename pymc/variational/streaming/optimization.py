@@ -21,7 +21,9 @@ before calling :meth:`Optimization.step`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 
 from collections.abc import Callable
 
@@ -223,6 +225,28 @@ class Optimization:
                 )
             self.cycle.append((functions[key], key[1]))
         return self.cycle
+
+    def describe(self) -> dict:
+        """What a checkpoint must match to continue this step: method and convergence."""
+        settings = self.convergence
+        return {
+            "method": type(self.inference).__name__,
+            "convergence": dataclasses.asdict(settings) if settings is not None else None,
+        }
+
+    def check_checkpoint(self, path: str | os.PathLike, meta: dict) -> None:
+        """Refuse a checkpoint saved by a step of another method or other settings."""
+        now, where = self.describe(), f"checkpoint {os.fspath(path)!r}"
+        if meta["method"] != now["method"]:
+            raise ValueError(
+                f"{where} was saved from a {meta['method']} fit; this Trainer runs {now['method']}"
+            )
+        saved = meta.get("convergence", now["convergence"])  # older checkpoints: not recorded
+        if saved != now["convergence"]:
+            raise ValueError(
+                f"{where} was saved by a fit with convergence={saved}; this Trainer has "
+                f"{now['convergence']}: build it with the same Convergence(...) (or None) to resume"
+            )
 
     def state_variables(self, data) -> list:
         """Every shared variable a step updates or reads but ``data`` (the placeholders):

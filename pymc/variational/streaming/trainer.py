@@ -267,7 +267,7 @@ class Trainer:
 
     def _write_checkpoint(self, path: str | os.PathLike) -> None:
         meta = {
-            "method": type(self.inference).__name__,
+            **self.optimization.describe(),
             "steps": self._steps_done,
             "position": list(self._position),
             "data_seed": self.data_seed,
@@ -288,11 +288,7 @@ class Trainer:
         The data may have moved: it is recognised by its content.
         """
         meta, variables, extra = read_checkpoint(path)
-        if meta["method"] != type(self.inference).__name__:
-            raise ValueError(
-                f"checkpoint {os.fspath(path)!r} was saved from a {meta['method']} fit; this Trainer "
-                f"runs {type(self.inference).__name__}"
-            )
+        self.optimization.check_checkpoint(path, meta)
         check_variables(path, self._state_variables(), meta, variables)
         self.dataloader.check_state_dict(meta["loader"])
         self.optimization.use_raw()

@@ -249,6 +249,24 @@ def test_a_checkpoint_carries_the_schedule_and_the_averages(small_rows, tmp_path
     assert resumed.convergence_report == whole.convergence_report
 
 
+def test_a_checkpoint_of_other_convergence_settings_is_refused(small_rows, tmp_path):
+    X, y = small_rows
+    first = logistic_trainer(X, y, batch=256)
+    fit_quietly(first, 20)
+    first.save_checkpoint(tmp_path / "fit.npz")
+    other = logistic_trainer(X, y, batch=256, convergence=Convergence(learning_rate=0.5))
+    with pytest.raises(
+        ValueError, match=r"saved by a fit with convergence=\{.*'learning_rate': 0\.01"
+    ):
+        other.load_checkpoint(tmp_path / "fit.npz")
+    plain = logistic_trainer(X, y, batch=256, convergence=None)
+    with pytest.raises(ValueError, match=r"this Trainer has None: build it with the same"):
+        plain.load_checkpoint(tmp_path / "fit.npz")
+    same = logistic_trainer(X, y, batch=256, convergence=Convergence())
+    same.load_checkpoint(tmp_path / "fit.npz")
+    assert same.state == first.state
+
+
 def test_real_criteo_rows_with_correlated_features(criteo_tsv):
     # 6,435 real rows, 13 log counts (correlations up to 0.89) and the click label. At this
     # N the posterior is close to Gaussian but skewed: the mean-field optimum's intercept
