@@ -106,14 +106,16 @@ MUTANTS = [
             if check_labels is not None:
                 check_labels()
             step_fn, logs = cycle[(base + i + 1) % period]
-            out = step_fn()
+            try:
+                out = step_fn()
 """,
         """\
             step_fn, logs = cycle[(base + i + 1) % period]
-            out = step_fn()
-            feed(batch)
-            if check_labels is not None:
-                check_labels()
+            try:
+                out = step_fn()
+                feed(batch)
+                if check_labels is not None:
+                    check_labels()
 """,
         (("test_trainer.py", "placeholder_holds_data_before_the_first_step"),),
     ),
@@ -316,6 +318,41 @@ MUTANTS = [
         "    if not is_hub(fs):\n        return files, {}\n",
         "    return files, {}\n",
         (("test_hub.py", "a_branch_that_moves_during_a_fit_is_not_mixed_in"),),
+    ),
+    Mutant(
+        "nan-rolls-back-parameters-only",
+        "FiniteGuard watches the approximation's parameters only: Adam's moments, the "
+        "averages and the global step keep their non-finite values after a rollback",
+        "trainer.py",
+        "self._guard.watch(self._state_variables(), self._steps_done, self._position)",
+        "self._guard.watch(self.approx.params, self._steps_done, self._position)",
+        (("test_trainer.py", "infinite_adam_moment_is_caught_and_rolled_back"),),
+    ),
+    Mutant(
+        "held-out-draws-unseeded",
+        "Validation calls the held-out score without a seed: its draws follow the "
+        "generator's history, not (seed, step)",
+        "validation.py",
+        "value = self.held_out(seed=(self.seed, step))",
+        "value = self.held_out()",
+        (("test_validation.py", "held_out_scores_follow_the_seed"),),
+    ),
+    Mutant(
+        "csv-columns-by-position",
+        "csv_source reads every file with the first file's column order",
+        "csv.py",
+        "            self._file_names[i] = names\n",
+        "            pass\n",
+        (("test_new_user.py", "columns_in_another_order_are_read_by_name"),),
+    ),
+    Mutant(
+        "cache-key-without-file-versions",
+        "RowCache's key leaves out the files' modification stamps: a file rewritten with "
+        "the same footer reads stale rows",
+        "cache.py",
+        '            "versions": getattr(source, "file_versions", lambda: None)(),\n',
+        "",
+        (("test_cache.py", "rewritten_with_the_same_footer"),),
     ),
 ]
 
