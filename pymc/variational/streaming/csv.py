@@ -19,7 +19,8 @@ import os
 import re
 import zlib
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -94,9 +95,10 @@ class CSVSource(IterableDataset):
         categorical=None,
     ):
         self.retry = as_retry_policy(retry)
-        self.fs, self.files, self.commits = self.retry.call(
+        self.fs, self.files, self.commits = self.retry.call_named(
             lambda: resolve_files(path, storage_options, (), "csv"),
             f"csv_source({redact(str(path))!r})",
+            own=(FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError),
         )
         self.fork_safe = is_fork_safe(self.fs)
         if retry is None and is_hub(self.fs):
@@ -109,8 +111,12 @@ class CSVSource(IterableDataset):
         self.block_bytes = int(block_bytes)
         self._text_columns: set[str] = set()
         where = f"CSV file {self.names[0]!r}"
-        self._check_text(0)
-        header_names = self._read_header(0) if self.header or column_names is None else None
+        self._read(0, lambda: self._check_text(0))
+        header_names = (
+            self._read(0, lambda: self._read_header(0))
+            if self.header or column_names is None
+            else None
+        )
         self._given_names = column_names is not None
         self.column_names = list(column_names) if column_names is not None else header_names
         if self.header and header_names is not None and len(header_names) != len(self.column_names):
@@ -135,8 +141,7 @@ class CSVSource(IterableDataset):
             self.checksums = [None] * len(self.files)
         else:
             counted = [
-                self.retry.call(lambda i=i: self._count_rows(i), self.names[i])
-                for i in range(len(self.files))
+                self._read(i, lambda i=i: self._count_rows(i)) for i in range(len(self.files))
             ]
             counts = [n for n, _ in counted]
             self.checksums = [crc for _, crc in counted]
@@ -169,11 +174,16 @@ class CSVSource(IterableDataset):
             raise ValueError(f"CSV file {self.names[i]!r} is empty; expected a header line")
         return names
 
+    def _read(self, i: int, fn: Callable[[], Any]) -> Any:
+        """``fn()``, a read of file ``i`` when the source is built: retried, and a failure
+        named (redacted); the ValueErrors of the parser name the file and line already."""
+        return self.retry.call_named(fn, f"CSV file {self.names[i]!r}", own=(ValueError,))
+
     def _align_headers(self, first: list[str]) -> None:
         """Read the header of every other file: one with the columns in another order is
         read by name, like a parquet file; one without a selected column is an error."""
         for i in range(1, len(self.files)):
-            names = self._read_header(i)
+            names = self._read(i, lambda i=i: self._read_header(i))
             if names == first:
                 continue
             where = f"CSV file {self.names[i]!r}"
@@ -221,12 +231,16 @@ class CSVSource(IterableDataset):
     def _find_levels(self, spec: dict[str, list | None]) -> dict[str, pa.Array]:
         """Levels of the categorical columns: given, or found by one scan of those columns."""
         found: dict[str, set] = {name: set() for name, levels in spec.items() if levels is None}
-        for i in range(len(self.files)) if found else []:
+
+        def scan(i: int) -> None:  # a retry after a failure adds the same levels again
             names = self._names_arg(i)
             with self._open_reader(i, names, list(found)) as reader:
                 for rb in _batches(reader, self.names[i], names or self.column_names):
                     for name in found:
                         found[name].update(pc.unique(rb.column(name)).to_pylist())
+
+        for i in range(len(self.files)) if found else []:
+            self._read(i, lambda i=i: scan(i))
         return {
             name: pa.array(
                 [str(v) for v in given]

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import os
 import re
+import zlib
 
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "redact",
     "register_secrets",
     "resolve_files",
+    "retry_after",
 ]
 
 _GLOB_CHARS = ("*", "?", "[")
@@ -226,6 +228,22 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a server asked to wait (``Retry-After``, in seconds), or None."""
+    for e in _chain(error):
+        known = getattr(e, "retry_after", None)
+        if isinstance(known, int | float) and not isinstance(known, bool):
+            return float(known)
+        for holder in (e, getattr(e, "response", None)):
+            headers = getattr(holder, "headers", None)
+            value = headers.get("Retry-After") if isinstance(headers, Mapping) else None
+            try:
+                return max(float(value), 0.0) if value is not None else None
+            except (TypeError, ValueError):  # an HTTP date: not worth parsing here
+                return None
+    return None
+
+
 def read_error(err: BaseException, where: str) -> Exception:
     """A read failure as the error a user can act on, naming what failed.
 
@@ -245,10 +263,17 @@ def read_error(err: BaseException, where: str) -> Exception:
         )
     elif status == 404:
         error = FileNotFoundError(redact(f"{where}: not found (HTTP 404)"))
+    elif isinstance(err, EOFError | zlib.error):
+        error = OSError(
+            redact(
+                f"{where} is truncated or its compression is corrupt ({type(err).__name__}: {err})"
+            )
+        )
     else:
         error = OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
     error.status = status
     error.transient = is_transient(err)
+    error.retry_after = retry_after(err)
     return error
 
 
@@ -383,6 +408,8 @@ def _expand(
                 f"{kind}_source: the directory {shown!r} holds no {' or '.join(suffixes)} file"
             )
         return found
-    if fs.exists(root):
-        return [root]
-    raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
+    try:  # not fs.exists(), which answers False to a server error as to a missing file
+        fs.info(root)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}") from None
+    return [root]

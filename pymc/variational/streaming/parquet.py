@@ -80,8 +80,10 @@ class ParquetSource(IterableDataset):
 
     def __init__(self, path, columns=None, storage_options=None, retry=None, categorical=None):
         self.retry = as_retry_policy(retry)
-        self.fs, self.files, self.commits = self.retry.call(
-            lambda: resolve_files(path, storage_options, SUFFIXES, "parquet"), "parquet_source"
+        self.fs, self.files, self.commits = self.retry.call_named(
+            lambda: resolve_files(path, storage_options, SUFFIXES, "parquet"),
+            f"parquet_source({redact(str(path))!r})",
+            own=(FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError),
         )
         self.fork_safe = is_fork_safe(self.fs)
         if retry is None and is_hub(self.fs):
@@ -146,7 +148,7 @@ class ParquetSource(IterableDataset):
         """Levels of the categorical columns: given, or found by one scan of those columns."""
         found: dict[str, set] = {name: set() for name, levels in spec.items() if levels is None}
         for i, name in enumerate(self.names if found else []):
-            table = self.retry.call(
+            table = self.retry.call_named(
                 lambda i=i: self._open(i).read(columns=list(found), use_threads=False),
                 f"parquet file {name!r}",
             )

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pymc.variational.streaming.files import is_transient, redact
+from pymc.variational.streaming.files import is_transient, read_error, redact, retry_after
 
 __all__ = ["RetryPolicy", "as_retry_policy", "is_transient"]
 
@@ -63,7 +63,8 @@ class RetryPolicy:
         """Sleep and return True when ``error`` is transient and tries remain."""
         if attempt >= self.tries or not is_transient(error):
             return False
-        delay = self.delay(attempt)
+        # A server that says when to come back (429, 503 with Retry-After) is believed.
+        delay = max(self.delay(attempt), min(retry_after(error) or 0.0, self.max_wait))
         logger.warning(
             redact(
                 f"Reading {what} failed ({type(error).__name__}: {error}); "
@@ -83,6 +84,20 @@ class RetryPolicy:
                 if not self.should_retry(err, attempt, what):
                     raise
                 attempt += 1
+
+    def call_named(self, fn: Callable[[], T], where: str, own: tuple = ()) -> T:
+        """``fn()``, retried while it fails transiently; a final failure is raised as an
+        error naming ``where`` (redacted, unchained: see ``read_error``), except errors
+        of the types in ``own``, which name it already."""
+        try:
+            return self.call(fn, where)
+        except own:
+            raise
+        except Exception as err:
+            if isinstance(getattr(err, "transient", None), bool):  # made by read_error already
+                raise
+            failure = read_error(err, where)
+        raise failure
 
 
 def as_retry_policy(retry: RetryPolicy | int | None) -> RetryPolicy:

@@ -13,6 +13,7 @@
 #   limitations under the License.
 """Remote reads for real: an HTTP server on 127.0.0.1 that injects faults, and memory://."""
 
+import gzip
 import logging
 import threading
 import time
@@ -38,7 +39,11 @@ class FaultyFiles(BaseHTTPRequestHandler):
 
     Faults, per path: ``"503-first"`` answers the first data request 503; ``"cut"`` sends
     half the body of the first request that reads data (not the footer) and drops the
-    connection; ``"503-always"``, ``403`` and missing files speak for themselves.
+    connection; ``"429-for-1s"`` answers every data request 429 with ``Retry-After: 1``
+    for a second from the first one; ``"503-second"`` answers the second GET of the path,
+    whatever it reads, 503, and ``"503-from-third"`` every GET from the third on;
+    ``"503-always"``, ``403`` and missing files speak for
+    themselves. A query string (a signed URL's) is ignored.
     """
 
     protocol_version = "HTTP/1.1"
@@ -54,7 +59,7 @@ class FaultyFiles(BaseHTTPRequestHandler):
 
     def answer(self, body: bool):
         server = self.server
-        path = self.path
+        path = self.path.split("?")[0]
         with server.lock:
             server.requests[(self.command, path)] += 1
             count = server.requests[("GET", path)]
@@ -74,6 +79,14 @@ class FaultyFiles(BaseHTTPRequestHandler):
             return self.status_only(503)
         if body and fault == "503-first" and count == 1:
             return self.status_only(503)
+        if body and fault == "503-second" and count == 2:
+            return self.status_only(503)
+        if body and fault == "503-from-third" and count >= 3:
+            return self.status_only(503)
+        if body and fault == "429-for-1s":
+            first = server.first_seen.setdefault(path, time.monotonic())
+            if time.monotonic() - first < 1.0:
+                return self.status_only(429, {"Retry-After": "1"})
         reads_data = start < len(data) - 8192  # not the footer at the end of the file
         if body and fault == "cut" and reads_data and not server.cut_done.get(path):
             server.cut_done[path] = True
@@ -95,8 +108,10 @@ class FaultyFiles(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(chunk)
 
-    def status_only(self, code: int):
+    def status_only(self, code: int, headers=None):
         self.send_response(code)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -104,7 +119,7 @@ class FaultyFiles(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FaultyFiles)
-    httpd.files, httpd.faults, httpd.cut_done = {}, {}, {}
+    httpd.files, httpd.faults, httpd.cut_done, httpd.first_seen = {}, {}, {}, {}
     httpd.requests = Counter()
     httpd.lock = threading.Lock()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -208,6 +223,66 @@ def test_retries_are_bounded(server, caplog):
     assert len(retries) == 2, retries
     assert "retry 1 of 2" in retries[0] and "retry 2 of 2" in retries[1]
     assert all("part-0.parquet (row group " in r and "503" in r for r in retries)
+
+
+def test_a_server_asking_to_wait_is_waited_for(server):
+    # 429 with Retry-After: 1 for a second. Backing off by 0.01 s, 0.02 s, ... would give
+    # up after 0.07 s; the waits follow the header instead.
+    urls, n = serve_parts(server, n_files=1, faults=("429-for-1s",))
+    source = parquet_source(urls, retry=RetryPolicy(tries=4, wait=0.01))
+    assert_every_row_once(list(DataLoader(source, batch_size=1000).iter_epoch(0)), n)
+    assert server.requests[("GET", "/part-0.parquet")] >= 2
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_server_error_while_building_the_source_is_retried(server, kind):
+    # The second GET is whichever read the source makes while it is built (existence,
+    # footer, header or row count): a 503 there is a moment's failure, not a missing file.
+    path = f"/d.{kind}"
+    ids = np.arange(3000)
+    if kind == "parquet":
+        server.files[path] = parquet_bytes(ids)
+    else:
+        text = "id,x\n" + "".join(f"{i},{float(np.sin(i))!r}\n" for i in ids)
+        server.files[path] = text.encode()
+    server.faults[path] = "503-second"
+    build = parquet_source if kind == "parquet" else csv_source
+    source = build(server.url + path, retry=FAST_RETRY)
+    assert_every_row_once(list(DataLoader(source, batch_size=1000).iter_epoch(0)), 3000)
+    assert server.requests[("GET", path)] >= 3
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet-categorical"])
+def test_errors_while_building_a_source_name_the_file_and_keep_secrets(server, kind):
+    text = "g,x\n" + "".join(f"{'ab'[i % 2]},{i}.0\n" for i in range(100))
+    if kind == "csv":
+        server.files["/d.csv"] = text.encode()
+        build = lambda url: csv_source(url, retry=RetryPolicy(tries=2, wait=0.0))  # noqa: E731
+    else:
+        table = pa.table({"g": ["a", "b"] * 50, "x": np.arange(100.0)})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        server.files["/d.parquet"] = sink.getvalue().to_pybytes()
+        build = lambda url: parquet_source(  # noqa: E731
+            url, categorical=["g"], retry=RetryPolicy(tries=2, wait=0.0)
+        )
+    path = "/d.csv" if kind == "csv" else "/d.parquet"
+    # The path is found and its first bytes read: what fails is a later read of the build
+    # (the header or row count of the CSV, the level scan of the parquet file).
+    server.faults[path] = "503-from-third"
+    with pytest.raises(OSError, match=rf"{path[1:]}\?\*\*\*.*503") as info:
+        build(server.url + path + "?sig=SUPERSECRET123")
+    assert "SUPERSECRET123" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+def test_a_truncated_gzip_csv_names_the_file():
+    fs = fsspec.filesystem("memory")
+    root = f"/truncated-{uuid.uuid4().hex}"
+    packed = gzip.compress(("a,b\n" + "1,2\n" * 5000).encode())
+    fs.pipe(f"{root}/d.csv.gz", packed[: len(packed) // 2])
+    with pytest.raises(OSError, match=r"d\.csv\.gz' is truncated or its compression is corrupt"):
+        csv_source(f"memory://{root}/d.csv.gz")
 
 
 def test_csv_over_http(server):
