@@ -248,6 +248,21 @@ class ConvergenceReport:
     more_steps: int
     reason: str
 
+    def warning(self, steps: int) -> str:
+        """What the Trainer says after a fit of ``steps`` steps that has not converged."""
+        head = f"the fit has not converged after {steps:,d} steps: {self.reason}. "
+        tail = f"(trainer.fit({self.more_steps}) continues; trainer.convergence_report has the measures)"
+        if math.isnan(self.mean_drift):
+            # Nothing is known yet, least of all how far the fit is from the optimum.
+            return (
+                head + f"The check needs at least {self.more_steps:,d} more steps to judge, and "
+                f"the fit may be far from the optimum until then {tail}."
+            )
+        return (
+            head + f"About {self.more_steps:,d} more steps are needed if what remains is noise; "
+            f"a fit still travelling needs more {tail}."
+        )
+
 
 class DriftMonitor:
     """Block averages of the raw iterates, to tell at the end of a fit whether they drift.

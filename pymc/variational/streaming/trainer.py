@@ -214,6 +214,8 @@ class Trainer:
             self.optimization.log_every,
             seed=self.data_seed,
         )
+        if self.optimization.convergence is not None:
+            self.validation.not_before = self.optimization.convergence.average_after
 
     # ------------------------------------------------------------------ public state
     @property
@@ -523,13 +525,7 @@ class Trainer:
         )
         self.convergence_report = report
         if not report.converged:
-            warnings.warn(
-                f"the fit has not converged after {self._steps_done:,d} steps: {report.reason}. "
-                f"About {report.more_steps:,d} more steps are likely needed "
-                f"(trainer.fit({report.more_steps}) continues; trainer.convergence_report has the measures).",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(report.warning(self._steps_done), UserWarning, stacklevel=3)
 
     def _roll_back(self, step: int, position: tuple[int, int]) -> None:
         """Make the record agree with a state the guard rolled back to after ``step``."""

@@ -210,6 +210,9 @@ class Validation:
         self.interval = int(interval)
         self.early_stopping = early_stopping
         self.seed = int(seed)
+        #: Early stopping judges the checks after this step only: a Convergence fit sets
+        #: the start of its averaging, before which the scales are still growing.
+        self.not_before = 0
         #: ``(step, held-out mean log predictive density)`` of every check.
         self.history: list[tuple[int, float]] = []
         self.held_out = (
@@ -253,8 +256,9 @@ class Validation:
             value = self.held_out(seed=(self.seed, step))
             self.history.append((step, value))
             if self.early_stopping is not None and self.early_stopping.monitor == "val_lpd":
-                self.early_stopping.update(value, step)
-        if self.epoch_steps and step % self.epoch_steps == 0:
+                if step > self.not_before:
+                    self.early_stopping.update(value, step)
+        if self.epoch_steps and step % self.epoch_steps == 0 and step > self.not_before:
             # The losses computed in the epoch (NaN marks the steps that computed none).
             self.early_stopping.update(float(np.nanmean(recent_losses(self.epoch_steps))), step)
         return value

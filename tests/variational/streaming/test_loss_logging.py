@@ -73,7 +73,7 @@ def test_early_stopping_on_the_loss_uses_the_computed_ones():
     # 30 batches per epoch and the loss every 7th step: the value compared at the end of
     # the first epoch is the mean of the 4 losses computed in it.
     stopper = EarlyStopping(monitor="loss", tolerance=10.0, patience=2)
-    trainer = trainer_for(log_every_n_steps=7, early_stopping=stopper)
+    trainer = trainer_for(log_every_n_steps=7, early_stopping=stopper, convergence=None)
     approx = quiet_fit(trainer, 10_000)
     assert trainer.state.step == 90
     np.testing.assert_allclose(stopper.best, np.mean(approx.hist[:4]))

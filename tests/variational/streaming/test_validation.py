@@ -17,6 +17,7 @@ import pytest
 import pymc as pm
 
 from pymc.variational.streaming import (
+    Convergence,
     DataLoader,
     EarlyStopping,
     HeldOutScore,
@@ -138,6 +139,7 @@ def test_early_stopping_on_the_held_out_score():
         val_dataloader=val,
         val_check_interval=50,
         early_stopping=stopper,
+        convergence=None,  # pymc's plain step: checks count from the first
     )
     approx = trainer.fit(10_000)
     assert trainer.state.step == 150
@@ -150,12 +152,32 @@ def test_early_stopping_on_the_held_out_score():
 def test_early_stopping_on_the_epoch_loss():
     _, _, train, _, model = normal_setup()
     stopper = EarlyStopping(monitor="loss", tolerance=10.0, patience=3)
-    trainer = Trainer(dataloader=train, model=model, progressbar=False, early_stopping=stopper)
+    trainer = Trainer(
+        dataloader=train, model=model, progressbar=False, early_stopping=stopper, convergence=None
+    )
     approx = trainer.fit(10_000)
     # 10 batches per epoch: checks after epochs 1 to 4, the last three without improvement.
     assert trainer.state.step == 40
     # What was compared is the mean loss of each epoch; the first one is the best kept.
     assert stopper.best == np.mean(approx.hist[:10])
+
+
+def test_early_stopping_waits_for_the_averaging_of_a_convergence_fit():
+    # Before averaging starts the scales are still growing from initial_sd, and a flat
+    # loss says nothing of them: checks count only after average_after (here 300).
+    _, _, train, _, model = normal_setup()
+    stopper = EarlyStopping(monitor="loss", tolerance=10.0, patience=2)
+    trainer = Trainer(
+        dataloader=train,
+        model=model,
+        progressbar=False,
+        early_stopping=stopper,
+        convergence=Convergence(decay_after=100, average_after=300),
+    )
+    approx = trainer.fit(10_000)
+    # 10 batches per epoch: the epoch ending at 310 sets the best, 320 and 330 end the fit.
+    assert trainer.state.step == 330
+    assert stopper.best == np.mean(approx.hist[300:310])
 
 
 def feed(stopper, values):
