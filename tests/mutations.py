@@ -281,10 +281,8 @@ MUTANTS = [
         "csv_source counts rows as line breaks, so quoted line breaks count as rows",
         "csv.py",
         """\
-            with self._open_reader(
-                i, self._names_arg(), [first], fh=fh, types={first: pa.string()}
-            ) as reader:
-                rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], self.column_names))
+            with self._open_reader(i, names, [first], fh=fh, types={first: pa.string()}) as reader:
+                rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], names))
             while fh.read(1 << 20):  # bytes the parser left unread still belong to the checksum
                 pass
 """,
