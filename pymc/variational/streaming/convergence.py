@@ -95,6 +95,13 @@ class Convergence:
         ``tolerance_mean`` fitted sd, or that of the sds ``tolerance_sd`` (relative). The
         error is estimated as half the drift between the two halves of the averaging
         window (each half errs by about sqrt(2) times the whole window).
+
+    Notes
+    -----
+    Tuned and measured on GLM-like posteriors (``benchmarks/fidelity.py``). A model with a
+    slow direction, such as a non-centred hierarchical model whose group mean and group
+    effects trade off, may need a longer constant-step phase (larger ``decay_after`` and
+    ``average_after``); the drift check then warns while the means still move.
     """
 
     learning_rate: float = 0.01
