@@ -35,6 +35,7 @@ from pymc.variational.streaming.datasets import (
     is_count,
     select_columns,
 )
+from pymc.variational.streaming.files import is_transient
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -193,7 +194,14 @@ class DaskSource(IterableDataset):
             if key in self._upcoming:
                 del self._upcoming[: self._upcoming.index(key) + 1]
                 self._top_up(self.lookahead)
-        frame = self._compute(key, future)
+        try:
+            frame = self._compute(key, future)
+        except Exception as err:
+            if is_transient(err):  # the loader's retry policy decides
+                raise
+            raise RuntimeError(
+                f"computing {shard.name} failed: {type(err).__name__}: {err}"
+            ) from err
         dtype = np.dtype(dtype)
         decode = dtype if dtype.kind == "f" else np.dtype(np.float64)
         for a in range(0, len(frame), READ_BLOCK_ROWS):

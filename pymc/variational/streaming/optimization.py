@@ -148,9 +148,11 @@ class Optimization:
             )
         unknown = set(step_kwargs) - STEP_KWARGS
         if unknown:
+            hint = "; callbacks go to fit(n, callbacks=[...])" if "callbacks" in unknown else ""
             raise TypeError(
                 f"Trainer got unexpected keyword argument(s) {sorted(unknown)}; step options are "
                 f"{sorted(STEP_KWARGS)}, and options of the inference class go in inf_kwargs="
+                f"{hint}"
             )
         self.inference = inference
         self.step_kwargs = dict(step_kwargs)

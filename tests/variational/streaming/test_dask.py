@@ -191,6 +191,24 @@ def test_without_a_distributed_scheduler_partitions_are_computed_when_read(clien
     np.testing.assert_array_equal(rows[:, 0], df["id"].to_numpy())
 
 
+def test_a_failing_partition_is_named(client, tmp_path):
+    df = frame(900)
+    marker = tmp_path / "fail"
+
+    def fail_once_counted(part):  # the rows are counted when the source is built
+        if marker.exists() and (part["id"].to_numpy() == df["id"].to_numpy()[600]).any():
+            raise RuntimeError("lost it")
+        return part
+
+    ddf = dd.from_pandas(df, npartitions=3).map_partitions(fail_once_counted)
+    source = dask_source(ddf, columns=["id"])
+    marker.touch()
+    with pytest.raises(
+        RuntimeError, match=r"computing dask partition 2 of 3 failed: RuntimeError: lost it"
+    ):
+        list(DataLoader(source, batch_size=100, shuffle=False).iter_epoch(0))
+
+
 def test_trainer_recovers_a_normal_mean(client):
     y = np.random.default_rng(42).normal(1.7, 1.0, size=4000)
     ddf = dd.from_pandas(pd.DataFrame({"y": y}), npartitions=4).persist()

@@ -408,6 +408,11 @@ def test_trainer_takes_the_model_from_the_context():
             TypeError,
             r"unexpected keyword argument\(s\) \['learning_rate'\]",
         ),
+        (
+            lambda loader: dict(callbacks=[print]),
+            TypeError,
+            r"\['callbacks'\].*; callbacks go to fit\(n, callbacks=\[\.\.\.\]\)",
+        ),
     ],
 )
 def test_bad_trainer_arguments(build, error, match):
