@@ -410,6 +410,7 @@ def _expand(
         return found
     try:  # not fs.exists(), which answers False to a server error as to a missing file
         fs.info(root)
+        return [root]
     except FileNotFoundError:
-        raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}") from None
-    return [root]
+        pass  # raised below, unchained: the original may hold the URL's password
+    raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
