@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import prepare_dataset
+from common import BATCH_SIZE, prepare_dataset, seed_model
 
 
 def tree_rss_mb(process: psutil.Process) -> float:
@@ -44,24 +44,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
 
-    import pymc as pm
-
     from pymc.variational.streaming import DataLoader, Trainer, parquet_source
 
     path = prepare_dataset(args.rows).path
     loader = DataLoader(
-        parquet_source(path), batch_size=4096, sample_shape=(14,), seed=1, workers=args.workers
+        parquet_source(path),
+        batch_size=BATCH_SIZE,
+        sample_shape=(14,),
+        seed=1,
+        workers=args.workers,
     )
-    with pm.Model():
-        b = pm.Normal("b", 0.0, 1.5, shape=14)
-        batch = pm.Data("batch", np.zeros((4096, 14)))
-        pm.Bernoulli(
-            "click",
-            logit_p=b[0] + pm.math.dot(batch[:, :13], b[1:]),
-            observed=batch[:, 13],
-            total_size=len(loader),
-        )
-        trainer = Trainer(dataloader=loader, random_seed=1, progressbar=False)
+    trainer = Trainer(
+        dataloader=loader, model=seed_model(len(loader)), random_seed=1, progressbar=False
+    )
     me = psutil.Process()
     threads_before, children_before = threading.active_count(), len(me.children(recursive=True))
     samples = []

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pymc as pm
+from clicks import click_model
 
 from pymc.variational.streaming import (
     DataLoader,
@@ -144,15 +144,7 @@ def test_a_fit_over_hf_equals_the_same_fit_on_local_files(clicks, hub, tmp_path,
         loader = DataLoader(
             parquet_source(path, columns=NUMERIC[1:]), batch_size=500, seed=3, workers=workers
         )
-        with pm.Model() as model:
-            b = pm.Normal("b", 0.0, 1.5, shape=4)
-            batch = pm.Data("batch", np.zeros((500, 4)))
-            pm.Bernoulli(
-                "y",
-                logit_p=b[0] + pm.math.dot(batch[:, :3], b[1:]),
-                observed=batch[:, 3],
-                total_size=len(loader),
-            )
+        model = click_model(loader, name="y")
         return Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False).fit(200)
 
     remote, at_home = fit(URL), fit(local)
@@ -335,17 +327,12 @@ def test_a_fit_of_many_epochs_downloads_each_byte_once(hub):
     }
     source = parquet_source("hf://datasets/pymc-devs/cached/data/*.parquet", columns=NUMERIC[1:])
     loader = DataLoader(source, batch_size=1000, seed=0)
-    with pm.Model() as model:
-        b = pm.Normal("b", 0.0, 1.5, shape=4)
-        batch = pm.Data("batch", np.zeros((1000, 4)))
-        pm.Bernoulli(
-            "y",
-            logit_p=b[0] + pm.math.dot(batch[:, :3], b[1:]),
-            observed=batch[:, 3],
-            total_size=len(loader),
-        )
     trainer = Trainer(
-        dataloader=loader, model=model, random_seed=1, progressbar=False, convergence=None
+        dataloader=loader,
+        model=click_model(loader, name="y"),
+        random_seed=1,
+        progressbar=False,
+        convergence=None,
     )
     trainer.fit(12 * loader.batches_per_epoch)
     assert trainer.state.epoch == 12

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from clicks import click_model, click_rows
+
 import pymc as pm
 
 from pymc.variational.streaming import (
@@ -36,14 +38,6 @@ from pymc.variational.streaming import (
 )
 
 
-def click_rows(n, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3))
-    logit = -1.0 + X @ np.array([0.8, -0.5, 0.3])
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
-    return X, y
-
-
 def write_default_parquet(folder, frame, files=2):
     """As pandas and pyarrow write it: snappy, dictionary pages, default row groups."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,15 +47,6 @@ def write_default_parquet(folder, frame, files=2):
             folder / f"part-{k}.parquet",
         )
     return folder
-
-
-def click_model(loader, width=4):
-    with pm.Model() as model:
-        b = pm.Normal("b", 0.0, 1.5, shape=width)
-        batch = pm.Data("batch", np.zeros((loader.batch_size, width)))
-        logit = b[0] + pm.math.dot(batch[:, : width - 1], b[1:])
-        pm.Bernoulli("click", logit_p=logit, observed=batch[:, width - 1], total_size=len(loader))
-    return model
 
 
 # ----------------------------------------------------------------------------- silent wrong answers

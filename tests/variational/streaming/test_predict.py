@@ -20,18 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from clicks import click_model, click_rows
+
 import pymc as pm
 
 from pymc.variational.streaming import DataLoader, Trainer, array_source, parquet_source
 
 COLUMNS = ["a", "b", "c", "label"]
-
-
-def click_rows(n, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3))
-    logit = -1.0 + X @ np.array([0.8, -0.5, 0.3])
-    return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
 
 
 @pytest.fixture(scope="module")
@@ -195,12 +190,9 @@ def test_predicting_without_the_fitted_transform_warns(tmp_path):
     loader = DataLoader(
         array_source(data, columns=COLUMNS), batch_size=200, seed=0, transform=twice
     )
-    with pm.Model() as model:
-        b = pm.Normal("b", 0.0, 1.5, shape=4)
-        batch = pm.Data("batch", np.zeros((200, 4)))
-        logit = b[0] + pm.math.dot(batch[:, :3], b[1:])
-        pm.Bernoulli("click", logit_p=logit, observed=batch[:, 3], total_size=len(loader))
-    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    trainer = Trainer(
+        dataloader=loader, model=click_model(loader), random_seed=1, progressbar=False
+    )
     trainer.fit(200)
     raw = DataLoader(array_source(X[:50], columns=COLUMNS[:3]), batch_size=50)
     with pytest.warns(UserWarning, match=r"the Trainer's DataLoader transforms its rows"):
