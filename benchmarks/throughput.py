@@ -16,6 +16,9 @@ and ratios measured in the same run:
   producer's start-up included, as in the next one);
 - ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
   fills;
+- ``trainer-cold-compile`` against ``minibatch-compile``: the same first epoch and that of
+  a new ``pm.fit``, each timed from the call that compiles the step, as a user runs them
+  (the Trainer's producer starts first and decodes while the step compiles);
 - ``trainer-warm``: the Trainer reading the rows back from a warm cache;
 - ``trainer-warm-default``: the same with the Trainer's defaults (``Convergence()``);
 - ``trainer-warm-log10``: the same with the loss computed every 10th step only
@@ -135,10 +138,34 @@ def time_first_epoch(source, dirs: CacheDirs | None):
     return run
 
 
-def time_minibatch(X, y, steps):
-    import pymc as pm
+def time_first_epoch_compiled(source, dirs: CacheDirs):
+    """Steps/s over the first epoch of a new Trainer with an empty row cache, timed from
+    ``fit``, which compiles the step."""
+    from pymc.variational.streaming import DataLoader, Trainer
 
-    from pymc.variational.streaming import default_optimizer
+    def run():
+        cache = dirs.fresh()
+        loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=cache)
+        n = loader.batches_per_epoch
+        trainer = Trainer(
+            dataloader=loader,
+            model=seed_model(len(loader)),
+            random_seed=1,
+            progressbar=False,
+            convergence=None,
+        )
+        t = time.perf_counter()
+        trainer.fit(n)
+        rate = n / (time.perf_counter() - t)
+        trainer.close()
+        shutil.rmtree(cache, ignore_errors=True)
+        return rate
+
+    return run
+
+
+def minibatch_inference(X, y):
+    import pymc as pm
 
     with pm.Model():
         X_mb, y_mb = pm.Minibatch(X, y, batch_size=BATCH)
@@ -146,7 +173,28 @@ def time_minibatch(X, y, steps):
         pm.Bernoulli(
             "click", logit_p=b[0] + pm.math.dot(X_mb, b[1:]), observed=y_mb, total_size=len(X)
         )
-        inference = pm.ADVI(random_seed=1)
+        return pm.ADVI(random_seed=1)
+
+
+def time_minibatch_compiled(X, y):
+    """Steps/s over the first epoch of a new ``pm.fit``, which compiles the step."""
+    from pymc.variational.streaming import default_optimizer
+
+    n = -(-len(X) // BATCH)
+
+    def run():
+        inference = minibatch_inference(X, y)
+        t = time.perf_counter()
+        inference.fit(n, obj_optimizer=default_optimizer(), progressbar=False)
+        return n / (time.perf_counter() - t)
+
+    return run
+
+
+def time_minibatch(X, y, steps):
+    from pymc.variational.streaming import default_optimizer
+
+    inference = minibatch_inference(X, y)
     inference.fit(200, obj_optimizer=default_optimizer(), progressbar=False)
 
     def run():
@@ -267,6 +315,8 @@ def main(argv=None):
             "trainer-nocache": time_trainer(source, args.steps, None),
             "trainer-first-nocache": time_first_epoch(source, None),
             "trainer-cold": time_first_epoch(source, dirs),
+            "minibatch-compile": time_minibatch_compiled(X, y),
+            "trainer-cold-compile": time_first_epoch_compiled(source, dirs),
             "trainer-warm": time_trainer(source, args.steps, warm),
             "trainer-warm-default": time_trainer(
                 source, args.steps, warm, convergence=Convergence()
@@ -287,6 +337,8 @@ def main(argv=None):
     paired = {n: paired_ratio(rates, n, "minibatch") for n in steps}
     paired_ceiling = {n: paired_ratio(rates, n, "ceiling") for n in steps}
     paired_scan = {n: paired_ratio(rates, n, "raw-scan") for n in loader}
+    compiled = median["trainer-cold-compile"] / median["minibatch-compile"]
+    paired_compiled = paired_ratio(rates, "trainer-cold-compile", "minibatch-compile")
     print(
         f"\n{args.encoding}: {args.rows:,d} rows in {args.files} files, medians of "
         f"{args.rounds} rounds (paired: median of the ratios within each round)"
@@ -298,7 +350,10 @@ def main(argv=None):
             for n in steps
         ],
     )
-    print()
+    print(
+        f"first epoch timed from the compiling call: trainer-cold-compile / minibatch-compile "
+        f"= {compiled:.2f}x (paired {paired_compiled:.2f}x)\n"
+    )
     print_table(
         ["loader alone", "M rows/s", "x raw scan", "paired"],
         [[n, median[n] / 1e6, median[n] / scan, paired_scan[n]] for n in loader],
@@ -319,6 +374,8 @@ def main(argv=None):
             "paired_ratio_to_minibatch": paired,
             "paired_ratio_to_ceiling": paired_ceiling,
             "paired_ratio_to_raw_scan": paired_scan,
+            "first_epoch_compiled_ratio": compiled,
+            "paired_first_epoch_compiled_ratio": paired_compiled,
         },
     )
     print(f"wrote {out}")

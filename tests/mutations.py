@@ -352,6 +352,41 @@ MUTANTS = [
         "",
         (("test_cache.py", "rewritten_with_the_same_footer"),),
     ),
+    Mutant(
+        "kept-stream-reused-anywhere",
+        "Trainer._stream_from reuses the last fit's stream wherever it stands: a fit from a "
+        "checkpoint of another position reads the batches that follow the last fit",
+        "trainer.py",
+        "        if kept is None or kept.position != position or kept.seed != self.data_seed:\n",
+        "        if kept is None:\n",
+        (("test_trainer.py", "kept_between_fits"),),
+    ),
+    Mutant(
+        "cache-written-after-an-in-place-transform",
+        "blocks._shard_blocks writes the cache in the background also with a transform, "
+        "which may change the block before it is written",
+        "blocks.py",
+        "    background = plan.transform is None\n",
+        "    background = True\n",
+        (("test_cache.py", "transform_that_changes_its_block"),),
+    ),
+    Mutant(
+        "background-write-error-ignored",
+        "RowFileWriter.finish completes a file whose background write failed",
+        "rowfile.py",
+        "        self._stop_background()\n        self._check_background()\n",
+        "        self._stop_background()\n",
+        (("test_cache.py", "disk_full_in_the_background"),),
+    ),
+    Mutant(
+        "worker-keeps-other-workers-pipes",
+        "A forked worker closes only its own pipe ends: an earlier worker never sees its "
+        "pipe close and is killed after 10 s",
+        "prefetch.py",
+        "        parent_ends = [c for p in (*_LIVE, self) for c in (p.free, p.ready) if not c.closed]\n",
+        "        parent_ends = [self.free, self.ready]\n",
+        (("test_dataloader.py", "worker_ends_on_close"),),
+    ),
 ]
 
 SITECUSTOMIZE = '''\

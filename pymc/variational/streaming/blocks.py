@@ -130,9 +130,11 @@ def _shard_blocks(plan: ReadPlan, index: int, skip: int) -> tuple[int, Iterator[
         # Blocks no larger than a window: the loader's memory stays a few windows.
         blocks = cached.blocks(start, min(READ_BLOCK_ROWS, plan.window_rows))
         return start, blocks, cached.finite and plan.transform is None
-    # Rows skipped are not checked, nor raw rows when a transform comes first.
+    # Rows skipped are not checked, nor raw rows when a transform comes first. A transform
+    # may change its block in place: the rows are then written before it runs.
     checked = plan.transform is None and skip == 0
-    return 0, plan.cache.write_through(index, shard, blocks, checked), False
+    background = plan.transform is None
+    return 0, plan.cache.write_through(index, shard, blocks, checked, background), False
 
 
 def _read_resuming(source: IterableDataset, shard: Shard, dtype: np.dtype) -> Iterator[np.ndarray]:

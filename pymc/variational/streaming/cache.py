@@ -354,19 +354,27 @@ class CacheEntry:
         return open_rows(self.path(index), self.width, self.dtype, self.shard_rows[index])
 
     def write_through(
-        self, index: int, shard: Shard, blocks: Iterator[np.ndarray], checked: bool = False
+        self,
+        index: int,
+        shard: Shard,
+        blocks: Iterator[np.ndarray],
+        checked: bool = False,
+        background: bool = False,
     ) -> Iterator[np.ndarray]:
         """``blocks`` as they come (in the cache's dtype), written to the cache on the way;
         the shard's file appears only once every row was read.
 
         ``checked`` says that the consumer checks every raw block it is given for NaN and
         inf before asking for the next one: the file then records that its rows are finite
-        (an error would have ended the read, and the file with it).
+        (an error would have ended the read, and the file with it). ``background`` writes
+        on a thread of its own; the consumer must then not change the blocks it is given.
         """
         writer = None
         if self.writable and self._room_for(shard.num_rows):
             try:
-                writer = start_rows(self.path(index), self.width, self.dtype, shard.num_rows)
+                writer = start_rows(
+                    self.path(index), self.width, self.dtype, shard.num_rows, background
+                )
             except OSError as err:
                 self.stop_writing(f"{self.path(index)} cannot be written: {err}")
         if writer is None:  # another process writes it, or no room

@@ -456,6 +456,24 @@ class DataLoader:
             stop_epoch=None if epochs is None else int(epoch) + int(epochs),
         )
 
+    def training_stream(
+        self, start: tuple[int, int], dtype: Any, rules: Mapping[int, LabelRule], seed: int
+    ) -> BatchIterator:
+        """The endless batches a Trainer steps on, from ``start``: each is used for one
+        step, so window memory is reused, and they are produced by
+        :attr:`trainer_workers`."""
+        # Measured: a decoding thread beside the producer slows the fit (three busy threads
+        # on two cores), so the Trainer's producer decodes and shuffles in turn.
+        return self.iterate(
+            start,
+            dtype,
+            recycle=True,
+            overlap=False,
+            workers=self.trainer_workers,
+            rules=rules,
+            seed=seed,
+        )
+
     def __iter__(self) -> BatchIterator:
         """One epoch of batches; the next ``iter(loader)`` is the next epoch."""
         epoch = self.epoch

@@ -99,7 +99,8 @@ class IterableDataset:
     #: Whether the loader may keep decoded rows in a local cache (see
     #: :class:`~pymc.variational.streaming.RowCache`). Set it only when :meth:`fingerprint`
     #: changes whenever the rows do (footers, checksums), since the cache is keyed by it,
-    #: and when decoding or downloading costs more than reading raw rows back.
+    #: when decoding or downloading costs more than reading raw rows back, and when every
+    #: block :meth:`read_shard` yields is a new array (it is written in the background).
     cacheable: bool = False
 
     def shards(self) -> list[Shard]:

@@ -35,6 +35,7 @@ import mmap
 import multiprocessing
 import queue
 import signal
+import weakref
 
 from collections.abc import Mapping
 
@@ -126,6 +127,9 @@ class _SlotPool:
 
 
 _END = "end"
+# Producers alive in this process. A worker forked later closes their pipe ends too: a
+# copy held by another worker would keep their own workers from seeing the pipe close.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
 def _run_process(plan, epoch, batch, stop_epoch, overlap, slots, free, ready, parent_ends) -> None:
@@ -186,6 +190,7 @@ class ProcessProducer:
         self.ready, ready_in = context.Pipe(duplex=False)
         for k in range(n_slots):
             self.free.send(k)
+        parent_ends = [c for p in (*_LIVE, self) for c in (p.free, p.ready) if not c.closed]
         self.process = context.Process(
             target=_run_process,
             args=(
@@ -197,7 +202,7 @@ class ProcessProducer:
                 self.slots,
                 free_out,
                 ready_in,
-                (self.free, self.ready),
+                parent_ends,
             ),
             daemon=True,
             name="pymc-prefetch",
@@ -211,6 +216,7 @@ class ProcessProducer:
             gc.unfreeze()
         free_out.close()
         ready_in.close()
+        _LIVE.add(self)
 
     def next_piece(self):
         while not self.ready.poll(1.0):
@@ -310,6 +316,11 @@ class BatchIterator:
         self._producer = kind(plan, epoch, batch, stop_epoch, prefetch, recycle, overlap)
         self._recycle = recycle or workers > 0
         self._closed = False
+
+    @property
+    def seed(self) -> int:
+        """The shuffle seed of the batches."""
+        return self._plan.seed
 
     def _next_piece(self):
         try:

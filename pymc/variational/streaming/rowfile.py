@@ -20,14 +20,18 @@ flag ``FINITE`` records that every value was checked finite before the file was 
 A writer holds an exclusive ``flock`` on ``<file>.lock`` (released by the kernel if it
 dies), writes ``<file>.<pid>-<token>.tmp`` and renames it to ``<file>`` once every row is
 there, so an interrupted or concurrent write is never read. Temporary files found by a
-writer holding the lock are left by writers that died, and removed.
+writer holding the lock are left by writers that died, and removed. With
+``background=True`` the writes run on a thread of their own, so that the copies into the
+page cache overlap with decoding.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import secrets
 import struct
+import threading
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,16 +139,28 @@ class RowFileWriter:
     """Writes a row file under a temporary name; :meth:`finish` renames it into place.
 
     Create it with :func:`start_rows`. Methods raise ``OSError`` (a full disk) after
-    removing the temporary file.
+    removing the temporary file; in the background, at the next call after the failure.
     """
 
-    def __init__(self, path: Path, width: int, dtype: np.dtype, rows: int | None, lock: int):
+    def __init__(
+        self,
+        path: Path,
+        width: int,
+        dtype: np.dtype,
+        rows: int | None,
+        lock: int,
+        background: bool = False,
+    ):
         self.path, self.width, self.dtype = path, width, np.dtype(dtype)
         self.expected, self.lock = rows, lock
         self.tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         self.rows = 0
         self.offset = HEADER_BYTES
         self.fd: int | None = None
+        # Two blocks queued at most: memory stays flat when the disk is slower than decoding.
+        self.pending: queue.Queue | None = queue.Queue(maxsize=2) if background else None
+        self.thread: threading.Thread | None = None
+        self.error: OSError | None = None
         try:
             self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             # Allocating the whole file first fails at once when the disk is full, and
@@ -157,22 +173,56 @@ class RowFileWriter:
             raise
 
     def write(self, block: np.ndarray) -> np.ndarray:
-        """Append the rows of ``block``, cast to the file's dtype (returned)."""
+        """Append the rows of ``block``, cast to the file's dtype (returned). In the
+        background, the returned array is written later: it must not be changed."""
         block = np.ascontiguousarray(block, dtype=self.dtype)
-        view = memoryview(block).cast("B")
-        try:
-            done = 0
-            while done < len(view):
-                done += os.pwrite(self.fd, view[done:], self.offset + done)
-        except OSError:
-            self.abort()
-            raise
-        self.offset += len(view)
+        if self.pending is None:
+            self._write_at(block, self.offset)
+        else:
+            self._check_background()
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._write_pending, name="pymc-cache-write", daemon=True
+                )
+                self.thread.start()
+            self.pending.put((block, self.offset))
+        self.offset += block.nbytes
         self.rows += len(block)
         return block
 
+    def _write_at(self, block: np.ndarray, offset: int) -> None:
+        try:
+            _pwrite_all(self.fd, block, offset)
+        except OSError:
+            self.abort()
+            raise
+
+    def _write_pending(self) -> None:
+        """The writing thread: queued blocks until ``None``; after an error, only drains."""
+        while (item := self.pending.get()) is not None:
+            if self.error is None:
+                try:
+                    _pwrite_all(self.fd, *item)
+                except OSError as err:
+                    self.error = err
+
+    def _stop_background(self) -> None:
+        if self.thread is not None:
+            self.pending.put(None)
+            self.thread.join()
+            self.thread = None
+
+    def _check_background(self) -> None:
+        """Raise (after removing the file) what the writing thread met."""
+        if self.error is not None:
+            error, self.error = self.error, None
+            self.abort()
+            raise error
+
     def finish(self, flags: int = 0) -> bool:
         """Put the file in place if it holds the rows announced; True when it does."""
+        self._stop_background()
+        self._check_background()
         if self.fd is None or (self.expected is not None and self.rows != self.expected):
             self.abort()
             return False
@@ -192,6 +242,7 @@ class RowFileWriter:
 
     def abort(self) -> None:
         """Remove the temporary file and release the lock."""
+        self._stop_background()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -204,7 +255,15 @@ class RowFileWriter:
             self.lock = None
 
 
-def start_rows(path: Path, width: int, dtype: np.dtype, rows: int | None) -> RowFileWriter | None:
+def _pwrite_all(fd: int, block: np.ndarray, offset: int) -> None:
+    view, done = memoryview(block).cast("B"), 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def start_rows(
+    path: Path, width: int, dtype: np.dtype, rows: int | None, background: bool = False
+) -> RowFileWriter | None:
     """A writer of the row file at ``path``, or None when another writer holds its lock."""
     lock = _try_lock(path.with_name(f"{path.name}.lock"))
     if lock is None:
@@ -215,7 +274,7 @@ def start_rows(path: Path, width: int, dtype: np.dtype, rows: int | None) -> Row
     except OSError:
         os.close(lock)
         raise
-    return RowFileWriter(path, width, dtype, rows, lock)
+    return RowFileWriter(path, width, dtype, rows, lock, background)
 
 
 def _try_lock(path: Path) -> int | None:

@@ -197,6 +197,7 @@ class Trainer:
         self._steps_done = 0
         self._position = (0, 0)
         self._guard = FiniteGuard()
+        self._stream: BatchIterator | None = None
         #: Loss of every step, NaN where none was computed (``approx.hist`` drops those).
         self.losses = np.empty(0)
         self._monitor = self.optimization.drift_monitor()
@@ -360,15 +361,12 @@ class Trainer:
         return predict(self.approx, self.feed, dataloader, var_names, draws, random_seed, out)
 
     # ------------------------------------------------------------------ stepping
-    def _check_untraced_labels(self) -> None:
-        self.feed.check_labels(self._untraced_labels)
-
     def step(self, batch) -> float:
         """Take one optimization step on ``batch`` and return its loss (NaN without one)."""
         cycle = self.compile()
         self.optimization.use_raw()
         self.feed.setter()(self.feed.cast(batch))
-        self._check_untraced_labels()
+        self.feed.check_labels(self._untraced_labels)
         fn, logs = cycle[(self._steps_done + 1) % len(cycle)]
         out = fn()
         self._steps_done += 1
@@ -385,9 +383,11 @@ class Trainer:
         """Run ``n`` steps, continuing from any earlier call, and return the approximation.
 
         The computed losses are appended to ``approx.hist`` (every step's by default, every
-        ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step). Ctrl-C stops the loop after
-        the current step and returns what was learned; the next ``fit`` continues from
-        there with the same optimizer state and the next batch of the stream.
+        ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step).
+        Ctrl-C stops the loop after the current step and returns what was learned; the next
+        ``fit`` continues from there with the same optimizer state and the next batch. The
+        producer of the batches starts before the step compiles and keeps running for the
+        next ``fit`` (as PyTorch's ``persistent_workers``); :meth:`close` stops it.
 
         Parameters
         ----------
@@ -410,33 +410,26 @@ class Trainer:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative number of steps, got {n!r}")
         n = int(n)
-        cycle = self.compile()
-        if ckpt_path is not None:
+        if ckpt_path is not None:  # compiles the step
             self.load_checkpoint(ckpt_path)
+        stream = self._stream_from(self._position)  # its producer reads while the step compiles
+        cycle = self.compile()
         self.optimization.use_raw()
         self._guard.watch(self._state_variables(), self._steps_done, self._position)
         show = self.progressbar if progressbar is None else progressbar
         losses = np.full(n, np.nan)
-        # Measured: a decoding thread beside the producer slows the fit (three busy threads
-        # on two cores), so the Trainer's producer decodes and shuffles in turn.
-        stream = self.dataloader.iterate(
-            start=self._position,
-            dtype=self.feed.dtype,
-            recycle=True,
-            overlap=False,
-            workers=self.dataloader.trainer_workers,
-            rules=self._label_rules,
-            seed=self.data_seed,
-        )
         self.stop_reason = None
         self._done_in_loop = self._fetched = 0
         # Put back after the fit: a short last batch would not match the placeholder's
         # coordinates (pm.Data(..., dims=...)), and no buffer of the stream may stay in it.
         original = self.feed.values()
+        kept = False  # the stream stays open for the next fit unless a read was cut short
         try:
             with ProgressBar(show, n, self.dataloader.batch_size, self.score) as bar:
                 self._loop(cycle, stream, losses, list(callbacks or []), bar, n)
+            kept = True
         except StopIteration as stop:
+            kept = True
             self.stop_reason = str(stop) or f"a callback stopped at step {self._steps_done:,d}"
             logger.info(self.stop_reason)
         except KeyboardInterrupt:
@@ -444,7 +437,8 @@ class Trainer:
             logger.info(f"Interrupted at step {self._steps_done:,d}; the fit keeps what it learned")
         finally:
             self.feed.restore(original)
-            stream.close()
+            if not kept:
+                self.close()
             self._record(losses[: self._done_in_loop])
             # The last batch fetched but never stepped on is the next one to use.
             if self._fetched:
@@ -457,10 +451,27 @@ class Trainer:
         self._check_convergence()
         return self.approx
 
+    def _stream_from(self, position: tuple[int, int]) -> BatchIterator:
+        """Batches from ``position``: the last fit's stream when it stands there, else a new one."""
+        kept = self._stream
+        if kept is None or kept.position != position or kept.seed != self.data_seed:
+            self.close()
+            self._stream = self.dataloader.training_stream(
+                position, self.feed.dtype, self._label_rules, self.data_seed
+            )
+        return self._stream
+
+    def close(self) -> None:
+        """Stop the producer that a fit leaves running for the next (done on collection too)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
     def _loop(self, cycle, stream: BatchIterator, losses, callbacks, bar, n) -> None:
         """The hot loop: set the batch, step; everything else at events every few steps."""
         feed = self.feed.setter()
-        check_labels = self._check_untraced_labels if self._untraced_labels else None
+        untraced = self._untraced_labels
+        check_labels = (lambda: self.feed.check_labels(untraced)) if untraced else None
         rows_of = (
             len if self.feed.single is not None else (lambda batch: len(next(iter(batch.values()))))
         )
@@ -520,10 +531,8 @@ class Trainer:
         """After a fit of mean-field ADVI: warn, with the numbers, when it has not converged."""
         if self._monitor is None or self._steps_done == 0:
             return
-        report = self._monitor.report(
-            self._steps_done, self.approx.mean.eval(), self.approx.std.eval()
-        )
-        self.convergence_report = report
+        mean, std = self.approx.mean.eval(), self.approx.std.eval()
+        report = self.convergence_report = self._monitor.report(self._steps_done, mean, std)
         if not report.converged:
             warnings.warn(report.warning(self._steps_done), UserWarning, stacklevel=3)
 

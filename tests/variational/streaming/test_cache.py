@@ -483,6 +483,47 @@ def test_a_disk_full_while_writing_leaves_nothing_behind(data, cache_dir, monkey
     assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
 
 
+def test_a_disk_full_in_the_background_writer_leaves_nothing_behind(data, cache_dir, monkeypatch):
+    # The writing thread meets the full disk; the reader learns it at its next block.
+    from pymc.variational.streaming import rowfile
+
+    writers = []
+
+    def pwrite_all(fd, block, offset):
+        writers.append(threading.current_thread().name)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rowfile, "_pwrite_all", pwrite_all)
+    loader = loader_of(data, cache_dir)
+    with pytest.warns(RuntimeWarning, match="the row cache stops writing: .* No space"):
+        got = epoch(loader, 0)
+    np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
+    assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+    assert writers == ["pymc-cache-write"]  # then writing stopped
+
+
+def test_a_transform_that_changes_its_block_does_not_change_the_cache(tmp_path, cache_dir):
+    # float64 columns: decoded in float64 with a transform and without, so one cache.
+    root = tmp_path / "wide"
+    root.mkdir()
+    for k in range(FILES):
+        pq.write_table(
+            table(k).cast(pa.schema([(c, pa.float64()) for c in COLUMNS])), root / f"{k}.parquet"
+        )
+
+    def double_x(block):  # in place, as users write them
+        block[:, 1] *= 2
+        return block
+
+    doubled = epoch(loader_of(root, cache_dir, transform=double_x), 0)
+    plain = loader_of(root, cache_dir)
+    reads = count_reads(plain.source)
+    got = epoch(plain, 0)
+    assert not reads  # read from the cache
+    np.testing.assert_array_equal(got, epoch(loader_of(root, None), 0))
+    np.testing.assert_array_equal(doubled[:, 1], 2 * got[:, 1])
+
+
 def test_data_that_can_never_fit_removes_nothing(data, cache_dir):
     # max_bytes holds one column of the data but not three: the first dataset stays.
     one_column = NEEDED - FILES * ROWS * 2 * 4

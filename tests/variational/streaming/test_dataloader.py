@@ -393,6 +393,31 @@ def test_producers_stop_and_are_reaped_on_close(kwargs, names):
     assert not [p for p in multiprocessing.active_children() if p.name == "pymc-prefetch"]
 
 
+def test_a_worker_ends_on_close_while_a_later_one_runs():
+    # The later worker was forked holding copies of the first one's pipes; unless it
+    # closes them, the first worker never sees its pipe close and is killed after 10 s.
+    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
+
+    def start():
+        it = loader.iterate()
+        next(it)
+        return it
+
+    def worker(children):
+        (child,) = children
+        return next(p for p in multiprocessing.active_children() if p.pid == child.pid)
+
+    first, _, children = started_by(start)
+    first_worker = worker(children)
+    second, _, children = started_by(start)
+    second_worker = worker(children)
+    first.close()
+    assert first_worker.exitcode == 0  # it left by itself: not terminated
+    assert second_worker.is_alive()
+    second.close()
+    assert second_worker.exitcode == 0
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [

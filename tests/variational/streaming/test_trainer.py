@@ -11,6 +11,7 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
+import multiprocessing
 import re
 import warnings
 
@@ -481,6 +482,41 @@ def test_checkpoint_resumes_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(a.get_value(), b.get_value())
     np.testing.assert_array_equal(approx.hist, reference.hist)
     assert resumed.state.step == 600
+
+
+def prefetch_children(but=()) -> list[int]:
+    alive = multiprocessing.active_children()
+    return [p.pid for p in alive if p.name == "pymc-prefetch" and p.pid not in but]
+
+
+def test_the_producer_is_kept_between_fits_only_where_it_stands(tmp_path):
+    # A fit leaves its producer running, so the next fit starts without a new one; a
+    # checkpoint of another position gets a new producer, and the right batches.
+    def new_trainer():
+        _, loader = normal_loader(5000, batch_size=128, seed=3)
+        loader.workers = 1
+        return Trainer(
+            dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
+        )
+
+    reference_trainer = new_trainer()
+    reference = reference_trainer.fit(600)
+    reference_trainer.close()
+    others = prefetch_children()  # of earlier tests, not yet collected
+    trainer = new_trainer()
+    trainer.fit(300)
+    trainer.save_checkpoint(tmp_path / "fit.npz")
+    producers = prefetch_children(but=others)
+    trainer.fit(100)
+    assert len(producers) == 1 and prefetch_children(but=others) == producers
+    approx = trainer.fit(300, ckpt_path=tmp_path / "fit.npz")  # back to step 300
+    for a, b in zip(approx.params, reference.params):
+        np.testing.assert_array_equal(a.get_value(), b.get_value())
+    np.testing.assert_array_equal(approx.hist, reference.hist)
+    assert len(prefetch_children(but=others)) == 1
+    assert producers[0] not in prefetch_children()
+    trainer.close()
+    assert prefetch_children(but=others) == []
 
 
 def test_checkpoint_on_other_data_is_refused(tmp_path):
