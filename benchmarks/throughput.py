@@ -17,8 +17,7 @@ and ratios measured in the same run:
 - ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
   fills;
 - ``trainer-cold-compile`` against ``minibatch-compile``: the same first epoch and that of
-  a new ``pm.fit``, each timed from the call that compiles the step, as a user runs them
-  (the Trainer's producer starts first and decodes while the step compiles);
+  a new ``pm.fit``, each timed from the call that compiles the step, as a user runs them;
 - ``trainer-warm``: the Trainer reading the rows back from a warm cache;
 - ``trainer-warm-default``: the same with the Trainer's defaults (``Convergence()``);
 - ``trainer-warm-log10``: the same with the loss computed every 10th step only

@@ -386,8 +386,8 @@ class Trainer:
         ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step).
         Ctrl-C stops the loop after the current step and returns what was learned; the next
         ``fit`` continues from there with the same optimizer state and the next batch. The
-        producer of the batches starts before the step compiles and keeps running for the
-        next ``fit`` (as PyTorch's ``persistent_workers``); :meth:`close` stops it.
+        producer of the batches keeps running for the next ``fit`` (as PyTorch's
+        ``persistent_workers``); :meth:`close` stops it.
 
         Parameters
         ----------
@@ -410,10 +410,10 @@ class Trainer:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative number of steps, got {n!r}")
         n = int(n)
-        if ckpt_path is not None:  # compiles the step
+        if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)
-        stream = self._stream_from(self._position)  # its producer reads while the step compiles
-        cycle = self.compile()
+        cycle = self.compile()  # then the fork: compiling beside a worker copied ~100 MB of pages
+        stream = self._stream_from(self._position)
         self.optimization.use_raw()
         self._guard.watch(self._state_variables(), self._steps_done, self._position)
         show = self.progressbar if progressbar is None else progressbar
