@@ -19,6 +19,8 @@ and ratios measured in the same run:
 - ``trainer-cold-compile`` against ``minibatch-compile``: the same first epoch and that of
   a new ``pm.fit``, each timed from the call that compiles the step, as a user runs them;
 - ``trainer-warm``: the Trainer reading the rows back from a warm cache;
+- ``trainer-warm-persistent``: the same with ``persistent_workers=True``, which keeps the
+  producer from one timed ``fit`` call to the next;
 - ``trainer-warm-default``: the same with the Trainer's defaults (``Convergence()``);
 - ``trainer-warm-log10``: the same with the loss computed every 10th step only
   (``log_every_n_steps=10``), against ``pm.fit``, which computes it every step.
@@ -90,11 +92,18 @@ class CacheDirs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_trainer(source, cache, **options):
+def new_trainer(source, cache, persistent=False, **options):
     """A compiled Trainer; pymc's plain step (Adam at 0.01) unless ``options`` say otherwise."""
     from pymc.variational.streaming import DataLoader, Trainer
 
-    loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=cache)
+    loader = DataLoader(
+        source,
+        batch_size=BATCH,
+        sample_shape=(14,),
+        seed=1,
+        cache=cache,
+        persistent_workers=persistent,
+    )
     options = {"convergence": None, **options}
     trainer = Trainer(
         dataloader=loader,
@@ -116,8 +125,8 @@ def time_fit(trainer, steps):
     return run
 
 
-def time_trainer(source, steps, cache, **options):
-    trainer = new_trainer(source, cache, **options)
+def time_trainer(source, steps, cache, persistent=False, **options):
+    trainer = new_trainer(source, cache, persistent, **options)
     trainer.fit(2 * trainer.dataloader.batches_per_epoch)  # warm up (and fill the cache)
     return time_fit(trainer, steps)
 
@@ -317,6 +326,7 @@ def main(argv=None):
             "minibatch-compile": time_minibatch_compiled(X, y),
             "trainer-cold-compile": time_first_epoch_compiled(source, dirs),
             "trainer-warm": time_trainer(source, args.steps, warm),
+            "trainer-warm-persistent": time_trainer(source, args.steps, warm, persistent=True),
             "trainer-warm-default": time_trainer(
                 source, args.steps, warm, convergence=Convergence()
             ),

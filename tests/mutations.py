@@ -354,12 +354,20 @@ MUTANTS = [
     ),
     Mutant(
         "kept-stream-reused-anywhere",
-        "Trainer._stream_from reuses the last fit's stream wherever it stands: a fit from a "
+        "TrainingStream.open reuses the kept stream wherever it stands: a fit from a "
         "checkpoint of another position reads the batches that follow the last fit",
-        "trainer.py",
-        "        if kept is None or kept.position != position or kept.seed != self.data_seed:\n",
-        "        if kept is None:\n",
+        "streams.py",
+        "        if kept is None or (kept.position, kept.seed, self._settings) != (position, seed, settings):\n",
+        "        if kept is None or self._settings != settings:\n",
         (("test_trainer.py", "kept_between_fits"),),
+    ),
+    Mutant(
+        "producer-always-kept",
+        "Trainer.fit keeps its producer running after every fit, persistent_workers or not",
+        "trainer.py",
+        "            kept = self.dataloader.persistent_workers\n        except StopIteration",
+        "            kept = True\n        except StopIteration",
+        (("test_trainer.py", "no_producer_outlives"),),
     ),
     Mutant(
         "cache-written-after-an-in-place-transform",
@@ -386,6 +394,33 @@ MUTANTS = [
         "        parent_ends = [c for p in (*_LIVE, self) for c in (p.free, p.ready) if not c.closed]\n",
         "        parent_ends = [self.free, self.ready]\n",
         (("test_dataloader.py", "worker_ends_on_close"),),
+    ),
+    Mutant(
+        "kept-stream-ignores-changed-settings",
+        "TrainingStream.open compares position and seed only: a fit after the loader's "
+        "transform was replaced reads with the old one",
+        "streams.py",
+        "        if kept is None or (kept.position, kept.seed, self._settings) != (position, seed, settings):\n",
+        "        if kept is None or (kept.position, kept.seed) != (position, seed):\n",
+        (("test_trainer.py", "changed_setting"),),
+    ),
+    Mutant(
+        "worker-stopped-by-pipe-close-only",
+        "ProcessProducer.close only closes its pipes: a worker whose pipe another fork holds "
+        "is killed after 10 s",
+        "prefetch.py",
+        "            self.free.send(_STOP)\n",
+        "            pass\n",
+        (("test_dataloader.py", "fork_made_elsewhere"),),
+    ),
+    Mutant(
+        "kept-worker-killed-at-exit",
+        "No exit hook closes live workers: multiprocessing kills a worker in the middle of "
+        "a cache file, which stays half-written",
+        "prefetch.py",
+        "        if not _LIVE:\n            at_exit(_close_live_workers)\n",
+        "",
+        (("test_cache.py", "exits_without_closing"),),
     ),
 ]
 

@@ -112,6 +112,15 @@ class DataLoader:
         worker process writing into shared memory, which never waits for the GIL held by
         the compiled PyMC step (Linux and macOS only). ``None`` lets the Trainer use a
         worker process where the source allows it, and plain iteration a thread.
+    persistent_workers : bool, default False
+        Keep a Trainer's producer running from one ``fit`` to the next, as PyTorch keeps
+        its workers from one epoch to the next with this option: a fit run in many short
+        ``fit`` calls then starts each without a new producer and finds its next windows
+        ready. A kept worker process holds the pages it shares with this process, which
+        are copied once this process changes them (70 MB more at the end of the seed's
+        fit); ``trainer.close()`` stops it. Plain iteration starts a producer per epoch.
+        A kept producer reads with the settings it started with: a setting reassigned
+        starts a new one, but a transform whose own state changes needs ``close()``.
     cache : "auto", None, bool, str, path-like or RowCache, default "auto"
         Keep the decoded rows in a local cache, so that only the first epoch decodes (and
         downloads) them and later epochs and fits read raw rows back. ``"auto"`` caches
@@ -152,6 +161,7 @@ class DataLoader:
         prefetch: int = 2,
         workers: int | None = None,
         cache: str | bool | os.PathLike | RowCache | None = "auto",
+        persistent_workers: bool = False,
     ):
         if not isinstance(source, IterableDataset):
             raise TypeError(
@@ -180,6 +190,8 @@ class DataLoader:
             raise ValueError(
                 f"{type(source).__name__} cannot be read from a forked worker process; use workers=0"
             )
+        if not isinstance(persistent_workers, bool | np.bool_):
+            raise TypeError(f"persistent_workers must be True or False, got {persistent_workers!r}")
         if transform is not None and not callable(transform):
             raise TypeError(
                 f"transform must be a function of a 2-D array, got {type(transform).__name__}"
@@ -204,6 +216,7 @@ class DataLoader:
         self.transform = transform
         self.prefetch = int(prefetch)
         self.workers = workers
+        self.persistent_workers = bool(persistent_workers)
         #: Epoch of the next ``iter(loader)``.
         self.epoch = 0
         self.num_rows = source.num_rows
@@ -454,24 +467,6 @@ class DataLoader:
             recycle=recycle,
             overlap=overlap,
             stop_epoch=None if epochs is None else int(epoch) + int(epochs),
-        )
-
-    def training_stream(
-        self, start: tuple[int, int], dtype: Any, rules: Mapping[int, LabelRule], seed: int
-    ) -> BatchIterator:
-        """The endless batches a Trainer steps on, from ``start``: each is used for one
-        step, so window memory is reused, and they are produced by
-        :attr:`trainer_workers`."""
-        # Measured: a decoding thread beside the producer slows the fit (three busy threads
-        # on two cores), so the Trainer's producer decodes and shuffles in turn.
-        return self.iterate(
-            start,
-            dtype,
-            recycle=True,
-            overlap=False,
-            workers=self.trainer_workers,
-            rules=rules,
-            seed=seed,
         )
 
     def __iter__(self) -> BatchIterator:

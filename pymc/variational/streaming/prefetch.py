@@ -43,6 +43,7 @@ import numpy as np
 
 from pymc.variational.streaming.fields import Fields
 from pymc.variational.streaming.order import ReadPlan
+from pymc.variational.streaming.shutdown import at_exit
 from pymc.variational.streaming.threads import Failure, ThreadedIterator
 from pymc.variational.streaming.windows import produce
 
@@ -120,16 +121,29 @@ class _SlotPool:
         self.slots, self.free, self.returned = slots, free, []
 
     def get(self) -> np.ndarray:
-        return self.slots[self.returned.pop() if self.returned else self.free.recv()]
+        k = self.returned.pop() if self.returned else self.free.recv()
+        if k == _STOP:
+            raise EOFError("the consumer closed the stream")
+        return self.slots[k]
 
     def put(self, buffer: np.ndarray) -> None:
         self.returned.append(next(k for k, s in enumerate(self.slots) if s is buffer))
 
 
 _END = "end"
-# Producers alive in this process. A worker forked later closes their pipe ends too: a
-# copy held by another worker would keep their own workers from seeing the pipe close.
+# Sent instead of a free slot: stop. A process forked by other code holds copies of the
+# pipes, so a worker cannot count on seeing them close.
+_STOP = -1
+# Producers alive in this process. A worker forked later closes their pipe ends too, so
+# that the workers of the others see their pipes close.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_live_workers() -> None:
+    """At exit, before multiprocessing kills daemon workers: close them, so that a worker
+    writing a cache file removes it rather than leaving it half-written."""
+    for producer in list(_LIVE):
+        producer.close()
 
 
 def _run_process(plan, epoch, batch, stop_epoch, overlap, slots, free, ready, parent_ends) -> None:
@@ -216,6 +230,8 @@ class ProcessProducer:
             gc.unfreeze()
         free_out.close()
         ready_in.close()
+        if not _LIVE:
+            at_exit(_close_live_workers)
         _LIVE.add(self)
 
     def next_piece(self):
@@ -239,6 +255,12 @@ class ProcessProducer:
             pass  # the worker produced its last epoch and left: nothing waits for the slot
 
     def close(self) -> None:
+        if self.free.closed:
+            return
+        try:
+            self.free.send(_STOP)
+        except OSError:
+            pass  # the worker has left
         self.free.close()
         self.ready.close()
         self.process.join(timeout=10)

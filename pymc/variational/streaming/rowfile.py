@@ -203,8 +203,8 @@ class RowFileWriter:
             if self.error is None:
                 try:
                     _pwrite_all(self.fd, *item)
-                except OSError as err:
-                    self.error = err
+                except Exception as err:  # a file with a gap must never be completed
+                    self.error = err if isinstance(err, OSError) else OSError(repr(err))
 
     def _stop_background(self) -> None:
         if self.thread is not None:

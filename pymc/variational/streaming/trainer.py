@@ -43,6 +43,7 @@ from pymc.variational.streaming.optimization import Optimization, make_inference
 from pymc.variational.streaming.predict import predict
 from pymc.variational.streaming.prefetch import BatchIterator
 from pymc.variational.streaming.progress import ProgressBar
+from pymc.variational.streaming.streams import TrainingStream
 from pymc.variational.streaming.validation import EarlyStopping, Validation
 
 __all__ = ["Trainer", "TrainerState"]
@@ -197,7 +198,7 @@ class Trainer:
         self._steps_done = 0
         self._position = (0, 0)
         self._guard = FiniteGuard()
-        self._stream: BatchIterator | None = None
+        self._stream = TrainingStream()
         #: Loss of every step, NaN where none was computed (``approx.hist`` drops those).
         self.losses = np.empty(0)
         self._monitor = self.optimization.drift_monitor()
@@ -385,9 +386,9 @@ class Trainer:
         The computed losses are appended to ``approx.hist`` (every step's by default, every
         ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step).
         Ctrl-C stops the loop after the current step and returns what was learned; the next
-        ``fit`` continues from there with the same optimizer state and the next batch. The
-        producer of the batches keeps running for the next ``fit`` (as PyTorch's
-        ``persistent_workers``); :meth:`close` stops it.
+        ``fit`` continues from there with the same optimizer state and the next batch. With
+        ``DataLoader(persistent_workers=True)`` the producer of the batches keeps running
+        for the next ``fit``; :meth:`close` stops it.
 
         Parameters
         ----------
@@ -413,7 +414,9 @@ class Trainer:
         if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)
         cycle = self.compile()  # then the fork: compiling beside a worker copied ~100 MB of pages
-        stream = self._stream_from(self._position)
+        stream = self._stream.open(
+            self.dataloader, self._position, self.feed.dtype, self._label_rules, self.data_seed
+        )
         self.optimization.use_raw()
         self._guard.watch(self._state_variables(), self._steps_done, self._position)
         show = self.progressbar if progressbar is None else progressbar
@@ -423,13 +426,13 @@ class Trainer:
         # Put back after the fit: a short last batch would not match the placeholder's
         # coordinates (pm.Data(..., dims=...)), and no buffer of the stream may stay in it.
         original = self.feed.values()
-        kept = False  # the stream stays open for the next fit unless a read was cut short
+        kept = False  # persistent workers stay for the next fit unless a read was cut short
         try:
             with ProgressBar(show, n, self.dataloader.batch_size, self.score) as bar:
                 self._loop(cycle, stream, losses, list(callbacks or []), bar, n)
-            kept = True
+            kept = self.dataloader.persistent_workers
         except StopIteration as stop:
-            kept = True
+            kept = self.dataloader.persistent_workers
             self.stop_reason = str(stop) or f"a callback stopped at step {self._steps_done:,d}"
             logger.info(self.stop_reason)
         except KeyboardInterrupt:
@@ -438,7 +441,7 @@ class Trainer:
         finally:
             self.feed.restore(original)
             if not kept:
-                self.close()
+                self._stream.close()
             self._record(losses[: self._done_in_loop])
             # The last batch fetched but never stepped on is the next one to use.
             if self._fetched:
@@ -451,21 +454,9 @@ class Trainer:
         self._check_convergence()
         return self.approx
 
-    def _stream_from(self, position: tuple[int, int]) -> BatchIterator:
-        """Batches from ``position``: the last fit's stream when it stands there, else a new one."""
-        kept = self._stream
-        if kept is None or kept.position != position or kept.seed != self.data_seed:
-            self.close()
-            self._stream = self.dataloader.training_stream(
-                position, self.feed.dtype, self._label_rules, self.data_seed
-            )
-        return self._stream
-
     def close(self) -> None:
-        """Stop the producer that a fit leaves running for the next (done on collection too)."""
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+        """Stop the producer kept for the next fit (``persistent_workers``; also on collection)."""
+        self._stream.close()
 
     def _loop(self, cycle, stream: BatchIterator, losses, callbacks, bar, n) -> None:
         """The hot loop: set the batch, step; everything else at events every few steps."""

@@ -19,6 +19,8 @@ import multiprocessing
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -374,6 +376,39 @@ def test_a_killed_writer_leaves_nothing_that_is_read(data, cache_dir):
     np.testing.assert_array_equal(epoch(loader, 0), epoch(loader_of(data, None), 0))
     assert files(entry, "*.tmp") == []  # removed by the next writer of that shard
     assert len(files(entry, "*.rows")) == SHARDS
+
+
+EXIT_SCRIPT = """
+import numpy as np
+import pymc as pm
+from pymc.variational.streaming import DataLoader, Trainer, parquet_source
+
+loader = DataLoader(parquet_source({data!r}), batch_size=128, sample_shape=(), seed=1,
+                    cache={cache!r}, workers=1, persistent_workers=True)
+with pm.Model() as model:
+    mu = pm.Normal("mu", 0.0, 10.0)
+    rows = pm.Data("batch", np.zeros(128))
+    pm.Normal("y", mu, 1.0, observed=rows, total_size=len(loader))
+trainer = Trainer(dataloader=loader, model=model, progressbar=False, convergence=None)
+trainer.fit(50)
+print("fitted")
+"""
+
+
+def test_a_script_that_exits_without_closing_leaves_no_partial_file(tmp_path, cache_dir):
+    # The kept worker is in the middle of the one large shard when the script ends.
+    root = tmp_path / "big"
+    root.mkdir()
+    y = np.random.default_rng(0).normal(size=1_000_000)
+    pq.write_table(pa.table({"y": y}), root / "y.parquet", row_group_size=1_000_000)
+    script = EXIT_SCRIPT.format(data=str(root), cache=str(cache_dir))
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "fitted"
+    (entry,) = entries(cache_dir)
+    assert files(entry, "*.tmp") == []
 
 
 def test_damaged_cache_files_are_not_read(data, cache_dir):

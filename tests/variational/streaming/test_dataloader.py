@@ -418,10 +418,36 @@ def test_a_worker_ends_on_close_while_a_later_one_runs():
     assert second_worker.exitcode == 0
 
 
+def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
+    # The pool's process holds copies of the worker's pipes: closing them is not enough.
+    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
+
+    def start():
+        it = loader.iterate()
+        next(it)
+        return it
+
+    it, _, children = started_by(start)
+    (worker,) = [p for p in multiprocessing.active_children() if p.pid == children[0].pid]
+    pool = multiprocessing.get_context("fork").Pool(1)
+    try:
+        assert pool.apply(sum, ([1, 2],)) == 3
+        it.close()
+        assert worker.exitcode == 0  # it left by itself: not terminated after 10 s
+    finally:
+        pool.close()
+        pool.join()
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
         ({"batch_size": 0}, ValueError, "batch_size must be a positive integer, got 0"),
+        (
+            {"batch_size": 4, "persistent_workers": 1},
+            TypeError,
+            "persistent_workers must be True or False, got 1",
+        ),
         ({"batch_size": -5}, ValueError, "batch_size must be a positive integer"),
         ({"batch_size": 2.5}, ValueError, "batch_size must be a positive integer"),
         (

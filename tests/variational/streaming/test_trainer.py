@@ -489,12 +489,21 @@ def prefetch_children(but=()) -> list[int]:
     return [p.pid for p in alive if p.name == "pymc-prefetch" and p.pid not in but]
 
 
-def test_the_producer_is_kept_between_fits_only_where_it_stands(tmp_path):
+def test_no_producer_outlives_a_fit_by_default():
+    _, loader = normal_loader(5000, batch_size=128, seed=3)
+    loader.workers = 1
+    others = prefetch_children()  # of earlier tests, not yet collected
+    trainer = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False)
+    trainer.fit(50)
+    assert prefetch_children(but=others) == []
+
+
+def test_persistent_workers_are_kept_between_fits_only_where_they_stand(tmp_path):
     # A fit leaves its producer running, so the next fit starts without a new one; a
     # checkpoint of another position gets a new producer, and the right batches.
     def new_trainer():
         _, loader = normal_loader(5000, batch_size=128, seed=3)
-        loader.workers = 1
+        loader.workers, loader.persistent_workers = 1, True
         return Trainer(
             dataloader=loader, model=normal_model(loader), random_seed=5, progressbar=False
         )
@@ -517,6 +526,23 @@ def test_the_producer_is_kept_between_fits_only_where_it_stands(tmp_path):
     assert producers[0] not in prefetch_children()
     trainer.close()
     assert prefetch_children(but=others) == []
+
+
+def test_a_changed_setting_of_the_loader_starts_a_new_producer():
+    _, loader = normal_loader(5000, batch_size=128, seed=3)
+    loader.workers, loader.persistent_workers = 1, True
+    trainer = Trainer(dataloader=loader, model=normal_model(loader), progressbar=False)
+    seen = []
+
+    def record(approx, losses, i):
+        seen.append(trainer.placeholders["batch"].get_value().copy())
+
+    trainer.fit(20, callbacks=[record])
+    loader.transform = lambda rows: rows + 1000.0
+    trainer.fit(20, callbacks=[record])
+    trainer.close()
+    assert all(np.abs(b).max() < 100 for b in seen[:20])
+    assert all(b.min() > 900 for b in seen[20:])
 
 
 def test_checkpoint_on_other_data_is_refused(tmp_path):
