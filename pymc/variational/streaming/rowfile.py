@@ -157,8 +157,9 @@ class RowFileWriter:
         self.rows = 0
         self.offset = HEADER_BYTES
         self.fd: int | None = None
-        # Two blocks queued at most: memory stays flat when the disk is slower than decoding.
-        self.pending: queue.Queue | None = queue.Queue(maxsize=2) if background else None
+        # One block queued, one being written at most: memory stays flat when the disk is
+        # slower than decoding.
+        self.pending: queue.Queue | None = queue.Queue(maxsize=1) if background else None
         self.thread: threading.Thread | None = None
         self.error: OSError | None = None
         try:
