@@ -413,7 +413,7 @@ class Trainer:
         n = int(n)
         if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)
-        cycle = self.compile()  # then the fork: compiling beside a worker copied ~100 MB of pages
+        cycle = self.compile()  # before the fork: compiling beside a worker copied ~100 MB
         stream = self._stream.open(
             self.dataloader, self._position, self.feed.dtype, self._label_rules, self.data_seed
         )
