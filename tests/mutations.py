@@ -414,12 +414,30 @@ MUTANTS = [
         (("test_dataloader.py", "fork_made_elsewhere"),),
     ),
     Mutant(
+        "forked-child-closes-the-parents-worker",
+        "ProcessProducer.close also runs in a child forked by other code (its exit, its "
+        "garbage collection) and stops the parent's worker",
+        "prefetch.py",
+        "        if self.free.closed or os.getpid() != self.owner:\n",
+        "        if self.free.closed:\n",
+        (("test_dataloader.py", "forked_child_that_exits"),),
+    ),
+    Mutant(
+        "worker-closed-before-threads-end",
+        "The exit hook that closes workers runs from threading's exit hook, before non-daemon "
+        "threads that still read from them have ended",
+        "prefetch.py",
+        "            atexit.register(_close_live_workers)\n",
+        '            __import__("threading")._register_atexit(_close_live_workers)\n',
+        (("test_dataloader.py", "outlives_the_main_thread"),),
+    ),
+    Mutant(
         "kept-worker-killed-at-exit",
         "No exit hook closes live workers: multiprocessing kills a worker in the middle of "
         "a cache file, which stays half-written",
         "prefetch.py",
-        "        if not _LIVE:\n            at_exit(_close_live_workers)\n",
-        "",
+        "            atexit.register(_close_live_workers)\n",
+        "            pass\n",
         (("test_cache.py", "exits_without_closing"),),
     ),
 ]

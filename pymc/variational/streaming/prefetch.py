@@ -30,9 +30,12 @@ its position; nothing flows back to the loader.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import mmap
 import multiprocessing
+import multiprocessing.util  # registers the exit function that kills daemon workers first
+import os
 import queue
 import signal
 import weakref
@@ -43,7 +46,6 @@ import numpy as np
 
 from pymc.variational.streaming.fields import Fields
 from pymc.variational.streaming.order import ReadPlan
-from pymc.variational.streaming.shutdown import at_exit
 from pymc.variational.streaming.threads import Failure, ThreadedIterator
 from pymc.variational.streaming.windows import produce
 
@@ -137,11 +139,13 @@ _STOP = -1
 # Producers alive in this process. A worker forked later closes their pipe ends too, so
 # that the workers of the others see their pipes close.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
+_hooked = False
 
 
 def _close_live_workers() -> None:
-    """At exit, before multiprocessing kills daemon workers: close them, so that a worker
-    writing a cache file removes it rather than leaving it half-written."""
+    """At exit, once non-daemon threads have ended and before multiprocessing kills daemon
+    workers (``atexit`` calls the last registered first): close this process's workers,
+    so that a worker writing a cache file removes it rather than leaving it half-written."""
     for producer in list(_LIVE):
         producer.close()
 
@@ -230,8 +234,12 @@ class ProcessProducer:
             gc.unfreeze()
         free_out.close()
         ready_in.close()
-        if not _LIVE:
-            at_exit(_close_live_workers)
+        #: The process that owns the worker; a forked copy of this object must not stop it.
+        self.owner = os.getpid()
+        global _hooked
+        if not _hooked:
+            _hooked = True
+            atexit.register(_close_live_workers)
         _LIVE.add(self)
 
     def next_piece(self):
@@ -255,8 +263,8 @@ class ProcessProducer:
             pass  # the worker produced its last epoch and left: nothing waits for the slot
 
     def close(self) -> None:
-        if self.free.closed:
-            return
+        if self.free.closed or os.getpid() != self.owner:
+            return  # closed already, or a copy in a child forked by other code
         try:
             self.free.send(_STOP)
         except OSError:

@@ -35,7 +35,7 @@ import weakref
 
 from typing import Any
 
-__all__ = ["EXIT_TIMEOUT", "GuardedFile", "at_exit", "stop_all", "track"]
+__all__ = ["EXIT_TIMEOUT", "GuardedFile", "stop_all", "track"]
 
 logger = logging.getLogger("pymc")
 
@@ -54,21 +54,16 @@ def track(producer: Any) -> None:
     :class:`~pymc.variational.streaming.threads.ThreadedIterator`) at interpreter exit."""
     global _hooked
     _live.add(producer)
-    if not _hooked:
-        _hooked = True
-        at_exit(stop_all)
-
-
-def at_exit(callback) -> None:
-    """Call ``callback()`` when the interpreter starts shutting down, before ``atexit``
-    callbacks (multiprocessing's among them, which kills daemon worker processes)."""
+    if _hooked:
+        return
+    _hooked = True
     try:
         # threading's exit hook runs in threading._shutdown(): before atexit callbacks,
         # which may close what a read in flight uses (huggingface_hub closes its HTTP
         # client there). concurrent.futures registers its own shutdown the same way.
-        threading._register_atexit(callback)  # noqa: SLF001 (the stdlib's own hook, no public form)
+        threading._register_atexit(stop_all)  # noqa: SLF001 (the stdlib's own hook, no public form)
     except (AttributeError, RuntimeError):  # another Python, or already shutting down
-        atexit.register(callback)
+        atexit.register(stop_all)
 
 
 def stop_all(timeout: float = EXIT_TIMEOUT) -> None:

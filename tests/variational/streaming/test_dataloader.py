@@ -418,6 +418,51 @@ def test_a_worker_ends_on_close_while_a_later_one_runs():
     assert second_worker.exitcode == 0
 
 
+def test_a_forked_child_that_exits_leaves_the_worker_alone():
+    # pm.sample(cores=2) forks such children. One that closes, collects or runs the exit
+    # hooks on its copy of the iterator must not stop this process's worker.
+    loader = DataLoader(
+        array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1, shuffle=False
+    )
+    with loader.iterate() as it:
+        first = next(it)
+        child = multiprocessing.get_context("fork").Process(target=it.close)
+        child.start()
+        child.join()
+        assert child.exitcode == 0
+        # Past the windows produced before the fork.
+        last = [next(it) for _ in range(60_000)][-1]
+    np.testing.assert_array_equal(first[:, 0], np.arange(10.0))
+    np.testing.assert_array_equal(last[:, 0], np.arange(600_000.0, 600_010.0))  # batch 60,000
+
+
+NON_DAEMON_SCRIPT = """
+import threading
+import numpy as np
+from pymc.variational.streaming import DataLoader, array_source
+
+loader = DataLoader(array_source(np.arange(400_000.0)), batch_size=100, sample_shape=(),
+                    workers=1)
+seen = []
+
+def read():
+    for _ in range(3):
+        seen.append(sum(len(b) for b in loader))
+    print(seen, flush=True)
+
+threading.Thread(target=read).start()
+"""
+
+
+def test_a_worker_read_by_a_thread_outlives_the_main_thread():
+    # Python waits for non-daemon threads at exit: their workers must not be closed first.
+    done = subprocess.run(
+        [sys.executable, "-c", NON_DAEMON_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[400000, 400000, 400000]"
+
+
 def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
     # The pool's process holds copies of the worker's pipes: closing them is not enough.
     loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
