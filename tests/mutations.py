@@ -387,15 +387,6 @@ MUTANTS = [
         (("test_cache.py", "disk_full_in_the_background"),),
     ),
     Mutant(
-        "worker-keeps-other-workers-pipes",
-        "A forked worker closes only its own pipe ends: an earlier worker never sees its "
-        "pipe close and is killed after 10 s",
-        "prefetch.py",
-        "        parent_ends = [c for p in (*_LIVE, self) for c in (p.free, p.ready) if not c.closed]\n",
-        "        parent_ends = [self.free, self.ready]\n",
-        (("test_dataloader.py", "worker_ends_on_close"),),
-    ),
-    Mutant(
         "kept-stream-ignores-changed-settings",
         "TrainingStream.open compares position and seed only: a fit after the loader's "
         "transform was replaced reads with the old one",

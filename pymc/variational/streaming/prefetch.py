@@ -136,8 +136,7 @@ _END = "end"
 # Sent instead of a free slot: stop. A process forked by other code holds copies of the
 # pipes, so a worker cannot count on seeing them close.
 _STOP = -1
-# Producers alive in this process. A worker forked later closes their pipe ends too, so
-# that the workers of the others see their pipes close.
+# Producers alive in this process, closed at exit.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 _hooked = False
 
@@ -208,7 +207,6 @@ class ProcessProducer:
         self.ready, ready_in = context.Pipe(duplex=False)
         for k in range(n_slots):
             self.free.send(k)
-        parent_ends = [c for p in (*_LIVE, self) for c in (p.free, p.ready) if not c.closed]
         self.process = context.Process(
             target=_run_process,
             args=(
@@ -220,7 +218,7 @@ class ProcessProducer:
                 self.slots,
                 free_out,
                 ready_in,
-                parent_ends,
+                (self.free, self.ready),
             ),
             daemon=True,
             name="pymc-prefetch",

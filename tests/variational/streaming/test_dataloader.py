@@ -394,8 +394,8 @@ def test_producers_stop_and_are_reaped_on_close(kwargs, names):
 
 
 def test_a_worker_ends_on_close_while_a_later_one_runs():
-    # The later worker was forked holding copies of the first one's pipes; unless it
-    # closes them, the first worker never sees its pipe close and is killed after 10 s.
+    # The later worker was forked holding copies of the first one's pipes: the first one
+    # must stop without seeing them close, not be killed after 10 s.
     loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
 
     def start():
