@@ -92,8 +92,9 @@ class CacheDirs:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def new_trainer(source, cache, persistent=False, **options):
-    """A compiled Trainer; pymc's plain step (Adam at 0.01) unless ``options`` say otherwise."""
+def new_trainer(source, cache, persistent=False, compiled=True, **options):
+    """A Trainer, compiled unless ``compiled`` is False; pymc's plain step (Adam at 0.01)
+    unless ``options`` say otherwise."""
     from pymc.variational.streaming import DataLoader, Trainer
 
     loader = DataLoader(
@@ -112,7 +113,8 @@ def new_trainer(source, cache, persistent=False, **options):
         progressbar=False,
         **options,
     )
-    trainer.compile()
+    if compiled:
+        trainer.compile()
     return trainer
 
 
@@ -131,42 +133,18 @@ def time_trainer(source, steps, cache, persistent=False, **options):
     return time_fit(trainer, steps)
 
 
-def time_first_epoch(source, dirs: CacheDirs | None):
-    """Steps/s over the first epoch of a new Trainer (compiled before timing), whose row
-    cache is empty, or without a cache when ``dirs`` is None."""
+def time_first_epoch(source, dirs: CacheDirs | None, compiled=True):
+    """Steps/s over the first epoch of a new Trainer whose row cache is empty, or without a
+    cache when ``dirs`` is None; compiled before timing, or by ``fit`` when ``compiled`` is
+    False."""
 
     def run():
         cache = dirs.fresh() if dirs is not None else None
-        trainer = new_trainer(source, cache)
+        trainer = new_trainer(source, cache, compiled=compiled)
         rate = time_fit(trainer, trainer.dataloader.batches_per_epoch)()
+        trainer.close()
         if cache is not None:
             shutil.rmtree(cache, ignore_errors=True)
-        return rate
-
-    return run
-
-
-def time_first_epoch_compiled(source, dirs: CacheDirs):
-    """Steps/s over the first epoch of a new Trainer with an empty row cache, timed from
-    ``fit``, which compiles the step."""
-    from pymc.variational.streaming import DataLoader, Trainer
-
-    def run():
-        cache = dirs.fresh()
-        loader = DataLoader(source, batch_size=BATCH, sample_shape=(14,), seed=1, cache=cache)
-        n = loader.batches_per_epoch
-        trainer = Trainer(
-            dataloader=loader,
-            model=seed_model(len(loader)),
-            random_seed=1,
-            progressbar=False,
-            convergence=None,
-        )
-        t = time.perf_counter()
-        trainer.fit(n)
-        rate = n / (time.perf_counter() - t)
-        trainer.close()
-        shutil.rmtree(cache, ignore_errors=True)
         return rate
 
     return run
@@ -324,7 +302,7 @@ def main(argv=None):
             "trainer-first-nocache": time_first_epoch(source, None),
             "trainer-cold": time_first_epoch(source, dirs),
             "minibatch-compile": time_minibatch_compiled(X, y),
-            "trainer-cold-compile": time_first_epoch_compiled(source, dirs),
+            "trainer-cold-compile": time_first_epoch(source, dirs, compiled=False),
             "trainer-warm": time_trainer(source, args.steps, warm),
             "trainer-warm-persistent": time_trainer(source, args.steps, warm, persistent=True),
             "trainer-warm-default": time_trainer(

@@ -497,12 +497,21 @@ def test_not_enough_space_is_an_error_naming_the_sizes(data, cache_dir):
     assert list(cache_dir.iterdir()) == []  # not even the dataset's directory
 
 
-def test_not_enough_space_reads_without_a_cache_when_not_strict(data, cache_dir):
-    loader = loader_of(data, RowCache(cache_dir, min_free=1 << 62, strict=False))
-    with pytest.warns(RuntimeWarning, match="reading without a row cache: not enough free space"):
+def reads_around_the_cache(data, cache_dir, warning, cache=None):
+    """One epoch through a cache that fails to take the rows: it warns with ``warning``,
+    gives the rows a loader without a cache gives, and leaves no row file behind."""
+    loader = loader_of(data, cache or cache_dir)
+    with pytest.warns(RuntimeWarning, match=warning):
         got = epoch(loader, 0)
     np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
     assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+
+
+def test_not_enough_space_reads_without_a_cache_when_not_strict(data, cache_dir):
+    cache = RowCache(cache_dir, min_free=1 << 62, strict=False)
+    reads_around_the_cache(
+        data, cache_dir, "reading without a row cache: not enough free space", cache
+    )
 
 
 def test_a_disk_full_while_writing_leaves_nothing_behind(data, cache_dir, monkeypatch):
@@ -511,11 +520,7 @@ def test_a_disk_full_while_writing_leaves_nothing_behind(data, cache_dir, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(RowFileWriter, "write", full)
-    loader = loader_of(data, cache_dir)
-    with pytest.warns(RuntimeWarning, match="the row cache stops writing: writing .* No space"):
-        got = epoch(loader, 0)
-    np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
-    assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+    reads_around_the_cache(data, cache_dir, "the row cache stops writing: writing .* No space")
 
 
 def test_a_disk_full_in_the_background_writer_leaves_nothing_behind(data, cache_dir, monkeypatch):
@@ -529,11 +534,7 @@ def test_a_disk_full_in_the_background_writer_leaves_nothing_behind(data, cache_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(rowfile, "_pwrite_all", pwrite_all)
-    loader = loader_of(data, cache_dir)
-    with pytest.warns(RuntimeWarning, match="the row cache stops writing: .* No space"):
-        got = epoch(loader, 0)
-    np.testing.assert_array_equal(got, epoch(loader_of(data, None), 0))
-    assert files(cache_dir, "*.rows") == files(cache_dir, "*.tmp") == []
+    reads_around_the_cache(data, cache_dir, "the row cache stops writing: .* No space")
     assert writers == ["pymc-cache-write"]  # then writing stopped
 
 

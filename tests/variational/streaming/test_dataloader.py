@@ -393,24 +393,24 @@ def test_producers_stop_and_are_reaped_on_close(kwargs, names):
     assert not [p for p in multiprocessing.active_children() if p.name == "pymc-prefetch"]
 
 
-def test_a_worker_ends_on_close_while_a_later_one_runs():
-    # The later worker was forked holding copies of the first one's pipes: the first one
-    # must stop without seeing them close, not be killed after 10 s.
-    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
+def started_worker(loader):
+    """An iterator of ``loader`` that has handed out its first batch, and its worker."""
 
     def start():
         it = loader.iterate()
         next(it)
         return it
 
-    def worker(children):
-        (child,) = children
-        return next(p for p in multiprocessing.active_children() if p.pid == child.pid)
+    it, _, (child,) = started_by(start)
+    return it, next(p for p in multiprocessing.active_children() if p.pid == child.pid)
 
-    first, _, children = started_by(start)
-    first_worker = worker(children)
-    second, _, children = started_by(start)
-    second_worker = worker(children)
+
+def test_a_worker_ends_on_close_while_a_later_one_runs():
+    # The later worker was forked holding copies of the first one's pipes: the first one
+    # must stop without seeing them close, not be killed after 10 s.
+    loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
+    first, first_worker = started_worker(loader)
+    second, second_worker = started_worker(loader)
     first.close()
     assert first_worker.exitcode == 0  # it left by itself: not terminated
     assert second_worker.is_alive()
@@ -466,14 +466,7 @@ def test_a_worker_read_by_a_thread_outlives_the_main_thread():
 def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
     # The pool's process holds copies of the worker's pipes: closing them is not enough.
     loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
-
-    def start():
-        it = loader.iterate()
-        next(it)
-        return it
-
-    it, _, children = started_by(start)
-    (worker,) = [p for p in multiprocessing.active_children() if p.pid == children[0].pid]
+    it, worker = started_worker(loader)
     pool = multiprocessing.get_context("fork").Pool(1)
     try:
         assert pool.apply(sum, ([1, 2],)) == 3
