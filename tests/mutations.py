@@ -239,17 +239,25 @@ MUTANTS = [
         (("test_cache.py", "stale_rows_are_never_read"),),
     ),
     Mutant(
-        "process-producer-not-reaped",
-        "ProcessProducer.close neither joins nor terminates the forked producer",
+        "worker-cleanup-not-awaited",
+        "ProcessProducer.close returns before the stopped worker has closed its producers, "
+        "whose partial cache file is still there",
         "prefetch.py",
-        """\
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-""",
-        "",
-        (("test_dataloader.py", "producers_stop_and_are_reaped_on_close and process"),),
+        "        stopped = _wait_until_closed(self.ready, deadline)\n",
+        "        stopped = True\n",
+        (("test_cache.py", "closed_worker_has_removed_its_partial_file"),),
+    ),
+    Mutant(
+        "worker-takes-source-errors-for-a-close",
+        "The worker ends quietly on an OSError or EOFError of the source, as on a closed "
+        "pipe: the consumer gets a bare EOFError",
+        "prefetch.py",
+        "    except _Closed:  # the producers were closed on the way out\n",
+        "    except (_Closed, EOFError, OSError):\n",
+        (
+            ("test_dataloader.py", "source_error_reaches_the_consumer and process"),
+            ("test_dataloader.py", "removed_after_the_loader_was_built and process"),
+        ),
     ),
     Mutant(
         "averaging-disabled",
@@ -421,6 +429,15 @@ MUTANTS = [
         "            atexit.register(_close_live_workers)\n",
         '            __import__("threading")._register_atexit(_close_live_workers)\n',
         (("test_dataloader.py", "outlives_the_main_thread"),),
+    ),
+    Mutant(
+        "exit-hook-registered-per-worker",
+        "The exit hook is registered again whenever no producer is alive: it runs once per "
+        "worker ever started",
+        "prefetch.py",
+        "        if not _hooked:\n",
+        "        if not _LIVE:\n",
+        (("test_dataloader.py", "exit_hook_is_registered_once"),),
     ),
     Mutant(
         "kept-worker-killed-at-exit",

@@ -38,6 +38,7 @@ import multiprocessing.util  # registers the exit function that kills daemon wor
 import os
 import queue
 import signal
+import time
 import weakref
 
 from collections.abc import Mapping
@@ -123,9 +124,15 @@ class _SlotPool:
         self.slots, self.free, self.returned = slots, free, []
 
     def get(self) -> np.ndarray:
-        k = self.returned.pop() if self.returned else self.free.recv()
+        if self.returned:
+            k = self.returned.pop()
+        else:
+            try:
+                k = self.free.recv()
+            except (EOFError, OSError) as err:
+                raise _Closed from err
         if k == _STOP:
-            raise EOFError("the consumer closed the stream")
+            raise _Closed
         return self.slots[k]
 
     def put(self, buffer: np.ndarray) -> None:
@@ -136,6 +143,22 @@ _END = "end"
 # Sent instead of a free slot: stop. A process forked by other code holds copies of the
 # pipes, so a worker cannot count on seeing them close.
 _STOP = -1
+# Sent by a stopped worker once its producers are closed (cache files removed, locks
+# released): what is left of its exit, unmapping the memory it shared, needs no waiting.
+_CLOSED = "closed"
+
+
+class _Closed(Exception):
+    """The consumer stopped the worker or closed its end of a pipe: not an error."""
+
+
+def _send(pipe, message) -> None:
+    try:
+        pipe.send(message)
+    except OSError as err:  # the consumer closed its end
+        raise _Closed from err
+
+
 # Producers alive in this process, closed at exit.
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 _hooked = False
@@ -163,13 +186,18 @@ def _run_process(plan, epoch, batch, stop_epoch, overlap, slots, free, ready, pa
         ):
             k = next(k for k, s in enumerate(slots) if s is buffer)
             start = (rows.__array_interface__["data"][0] - addresses[k]) // row_bytes
-            ready.send((piece_epoch, index, k, start, start + len(rows)))
-        ready.send(_END)
-    except (EOFError, BrokenPipeError, OSError):
-        return  # the consumer closed its ends of the pipes
-    except BaseException as err:
+            _send(ready, (piece_epoch, index, k, start, start + len(rows)))
+        _send(ready, _END)
+    except _Closed:  # the producers were closed on the way out
+        try:
+            ready.send(_CLOSED)
+        except OSError:
+            pass
+    except BaseException as err:  # the source's errors, OSError and EOFError included
         try:
             ready.send(Failure(err))
+        except OSError:
+            pass
         except Exception:  # the error could not be pickled: send its text
             ready.send(Failure(RuntimeError(f"{type(err).__name__}: {err}")))
 
@@ -268,12 +296,33 @@ class ProcessProducer:
         except OSError:
             pass  # the worker has left
         self.free.close()
+        deadline = time.monotonic() + 10
+        stopped = _wait_until_closed(self.ready, deadline)
         self.ready.close()
-        self.process.join(timeout=10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
+        # A stopped worker is reaped by multiprocessing later (at the next start of a
+        # process, or at exit): its exit takes another ~20 ms that nobody needs to wait for.
+        if not stopped:  # it had ended (its last epoch, an error), or it is stuck
+            self.process.join(timeout=max(deadline - time.monotonic(), 0.1))
+            if self.process.is_alive():
+                self.process.terminate()
+                self.process.join()
         self.slots = []  # the mapping is unmapped once no batch refers to it
+
+
+def _wait_until_closed(ready, deadline: float) -> bool:
+    """Whether the worker reports that it stopped before ``deadline`` (monotonic time);
+    the pieces it sent meanwhile are dropped."""
+    while True:
+        try:
+            if not ready.poll(max(deadline - time.monotonic(), 0)):
+                return False
+            message = ready.recv()
+        except (EOFError, OSError):  # it has exited
+            return False
+        except Exception:  # an error that does not unpickle: not the message awaited
+            continue
+        if isinstance(message, str) and message == _CLOSED:
+            return True
 
 
 class BatchIterator:

@@ -346,6 +346,23 @@ def test_an_epoch_stopped_midway_leaves_no_partial_file(data, cache_dir):
     assert len(files(entry, "*.rows")) == SHARDS
 
 
+def test_a_closed_worker_has_removed_its_partial_file_when_close_returns(tmp_path, cache_dir):
+    # The worker is in the middle of the one large shard, waiting for a free slot. Its
+    # exit is not waited for, but its cleanup is.
+    root = tmp_path / "big"
+    root.mkdir()
+    y = np.arange(1_000_000.0)
+    pq.write_table(pa.table({"y": y}), root / "y.parquet", row_group_size=1_000_000)
+    loader = loader_of(root, cache_dir, batch_size=1000, buffer_size=4000, sample_shape=())
+    it = loader.iterate(workers=1, prefetch=1)
+    first = next(it)
+    (entry,) = entries(cache_dir)
+    assert len(files(entry, "*.tmp")) == 1
+    it.close()
+    assert files(entry, "*.tmp") == files(entry, "*.rows") == []
+    assert set(first) <= set(y[:4000])
+
+
 def _write_until_killed(path, cache, started):
     source = parquet_source(path)
     read_shard = source.read_shard

@@ -348,6 +348,48 @@ class CountlessSource(IterableDataset):
         yield np.arange(shard.key * 10, shard.key * 10 + 10, dtype=dtype)[:, None]
 
 
+class FailingSource(IterableDataset):
+    """A user source whose second shard cannot be read: it raises ``error``."""
+
+    columns = ["x"]
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def shards(self):
+        return [Shard(f"chunk {k}", 10, k) for k in range(3)]
+
+    def read_shard(self, shard, dtype=np.float64):
+        if shard.key == 1:
+            raise self.error
+        yield np.arange(shard.key * 10, shard.key * 10 + 10, dtype=dtype)[:, None]
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
+@pytest.mark.parametrize(
+    "error",
+    [EOFError("chunk 1 ends early"), ConnectionResetError(104, "chunk 1: reset by peer")],
+    ids=["EOFError", "OSError"],
+)
+def test_a_source_error_reaches_the_consumer_with_its_message(workers, error):
+    # A closed pipe raises these too: the worker must not take them for the consumer's
+    # close and end quietly, which left a bare EOFError.
+    loader = DataLoader(FailingSource(error), batch_size=5, shuffle=False, workers=workers)
+    with pytest.raises(type(error), match="chunk 1"):
+        list(loader)
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
+def test_a_file_removed_after_the_loader_was_built_is_named(tmp_path, workers):
+    for k in range(3):
+        table = pa.table({"x": np.arange(100.0) + 100 * k})
+        pq.write_table(table, tmp_path / f"part-{k}.parquet")
+    loader = DataLoader(parquet_source(tmp_path), batch_size=10, shuffle=False, workers=workers)
+    (tmp_path / "part-1.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"part-1\.parquet"):
+        list(loader)
+
+
 def test_user_source_without_row_counts():
     loader = DataLoader(CountlessSource(), batch_size=4, total_size=None, seed=0)
     assert loader.num_rows is None and loader.batches_per_epoch is None
@@ -386,11 +428,28 @@ def test_producers_stop_and_are_reaped_on_close(kwargs, names):
     it, threads, children = started_by(start)
     assert {t.name for t in threads} == names
     assert len(children) == kwargs.get("workers", 0)
+    processes = [p for p in live_workers() if p.pid in {c.pid for c in children}]
     it.close()
     assert not any(t.is_alive() for t in threads)
-    for child in children:  # reaped: no zombie left behind
+    # A stopped worker exits by itself, and multiprocessing reaps it: no zombie is left.
+    for process, child in zip(processes, children):
+        assert exit_code(process) == 0
         assert not psutil.pid_exists(child.pid) or child.status() != psutil.STATUS_ZOMBIE
-    assert not [p for p in multiprocessing.active_children() if p.name == "pymc-prefetch"]
+    assert not live_workers()
+
+
+def live_workers() -> list:
+    """The prefetch workers alive; asking reaps those that have exited."""
+    return [p for p in multiprocessing.active_children() if p.name == "pymc-prefetch"]
+
+
+def exit_code(process, timeout: float = 5.0) -> int | None:
+    """The exit code of ``process`` once it has exited (None if it has not, in ``timeout`` s).
+
+    ``close()`` returns once a worker has stopped and closed its files; it exits by itself
+    right after."""
+    process.join(timeout)
+    return process.exitcode
 
 
 def started_worker(loader):
@@ -402,7 +461,7 @@ def started_worker(loader):
         return it
 
     it, _, (child,) = started_by(start)
-    return it, next(p for p in multiprocessing.active_children() if p.pid == child.pid)
+    return it, next(p for p in live_workers() if p.pid == child.pid)
 
 
 def test_a_worker_ends_on_close_while_a_later_one_runs():
@@ -412,10 +471,10 @@ def test_a_worker_ends_on_close_while_a_later_one_runs():
     first, first_worker = started_worker(loader)
     second, second_worker = started_worker(loader)
     first.close()
-    assert first_worker.exitcode == 0  # it left by itself: not terminated
+    assert exit_code(first_worker) == 0  # it left by itself: not terminated
     assert second_worker.is_alive()
     second.close()
-    assert second_worker.exitcode == 0
+    assert exit_code(second_worker) == 0
 
 
 def test_a_forked_child_that_exits_leaves_the_worker_alone():
@@ -463,6 +522,31 @@ def test_a_worker_read_by_a_thread_outlives_the_main_thread():
     assert done.stdout.strip() == "[400000, 400000, 400000]"
 
 
+EXIT_HOOK_SCRIPT = """
+import gc
+import numpy as np
+import pymc.variational.streaming.prefetch as prefetch
+from pymc.variational.streaming import DataLoader, array_source
+
+closing = prefetch._close_live_workers
+prefetch._close_live_workers = lambda: print("exit hook", flush=True) or closing()
+loader = DataLoader(array_source(np.arange(1000.0)), batch_size=10, sample_shape=(), workers=1)
+for _ in range(3):  # each worker is closed and collected before the next one starts
+    with loader.iterate() as it:
+        next(it)
+    del it
+    gc.collect()
+"""
+
+
+def test_the_exit_hook_is_registered_once():
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_HOOK_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == ["exit hook"]
+
+
 def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
     # The pool's process holds copies of the worker's pipes: closing them is not enough.
     loader = DataLoader(array_source(rows_with_ids(1_000_000)), batch_size=10, workers=1)
@@ -471,7 +555,7 @@ def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
     try:
         assert pool.apply(sum, ([1, 2],)) == 3
         it.close()
-        assert worker.exitcode == 0  # it left by itself: not terminated after 10 s
+        assert exit_code(worker) == 0  # it left by itself: not terminated after 10 s
     finally:
         pool.close()
         pool.join()
