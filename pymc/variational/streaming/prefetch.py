@@ -277,7 +277,7 @@ class ProcessProducer:
         message = self.ready.recv()
         if isinstance(message, Failure):
             raise message.error
-        if message == _END:
+        if message in (_END, _CLOSED):  # _CLOSED: closed meanwhile by another thread
             raise StopIteration
         epoch, index, k, start, stop = message
         return epoch, index, self.slots[k][start:stop], k
