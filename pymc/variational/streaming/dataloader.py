@@ -115,7 +115,7 @@ class DataLoader:
     persistent_workers : bool, default False
         Keep a Trainer's producer running from one ``fit`` to the next, as PyTorch keeps
         its workers from one epoch to the next with this option: a fit run in many short
-        ``fit`` calls then starts each without a new producer (about 75 ms of start-up and
+        ``fit`` calls then starts each without a new producer (about 50 ms of start-up and
         shutdown saved per call) and finds its next windows ready. A kept worker process
         holds memory: 130 MB more after the seed's fit, 275 MB once this process has drawn
         samples and collected garbage (pages it shared with the worker are copied).
