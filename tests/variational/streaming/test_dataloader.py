@@ -428,12 +428,12 @@ def test_producers_stop_and_are_reaped_on_close(kwargs, names):
     it, threads, children = started_by(start)
     assert {t.name for t in threads} == names
     assert len(children) == kwargs.get("workers", 0)
-    processes = [p for p in live_workers() if p.pid in {c.pid for c in children}]
+    processes = {p.pid: p for p in live_workers()}
     it.close()
     assert not any(t.is_alive() for t in threads)
     # A stopped worker exits by itself, and multiprocessing reaps it: no zombie is left.
-    for process, child in zip(processes, children):
-        assert exit_code(process) == 0
+    for child in children:
+        assert exit_code(processes[child.pid]) == 0
         assert not psutil.pid_exists(child.pid) or child.status() != psutil.STATUS_ZOMBIE
     assert not live_workers()
 
