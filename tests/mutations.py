@@ -431,6 +431,15 @@ MUTANTS = [
         (("test_dataloader.py", "outlives_the_main_thread"),),
     ),
     Mutant(
+        "worker-sends-errors-that-do-not-unpickle",
+        "The worker sends the source's error as it is: one whose __init__ takes other "
+        "arguments fails to unpickle, and the consumer reports a TypeError instead",
+        "prefetch.py",
+        "            ready.send(Failure(_portable(err)))\n",
+        "            ready.send(Failure(err))\n",
+        (("test_dataloader.py", "does_not_unpickle"),),
+    ),
+    Mutant(
         "exit-hook-registered-per-worker",
         "The exit hook is registered again whenever no producer is alive: it runs once per "
         "worker ever started",

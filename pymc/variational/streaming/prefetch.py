@@ -36,6 +36,7 @@ import mmap
 import multiprocessing
 import multiprocessing.util  # registers the exit function that kills daemon workers first
 import os
+import pickle
 import queue
 import signal
 import time
@@ -195,11 +196,20 @@ def _run_process(plan, epoch, batch, stop_epoch, overlap, slots, free, ready, pa
             pass
     except BaseException as err:  # the source's errors, OSError and EOFError included
         try:
-            ready.send(Failure(err))
+            ready.send(Failure(_portable(err)))
         except OSError:
             pass
-        except Exception:  # the error could not be pickled: send its text
-            ready.send(Failure(RuntimeError(f"{type(err).__name__}: {err}")))
+
+
+def _portable(err: BaseException) -> BaseException:
+    """``err`` if it comes back whole from pickling, else a RuntimeError with its type and
+    message: an exception whose ``__init__`` takes other arguments than its message
+    pickles but fails to unpickle, which the consumer would report instead of it."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:
+        return RuntimeError(f"{type(err).__name__}: {err}")
 
 
 class ProcessProducer:

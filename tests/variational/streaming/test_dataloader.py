@@ -379,6 +379,22 @@ def test_a_source_error_reaches_the_consumer_with_its_message(workers, error):
         list(loader)
 
 
+class ReadError(Exception):
+    """An error whose ``__init__`` takes two arguments: it pickles, but does not unpickle."""
+
+    def __init__(self, where: str, code: int):
+        super().__init__(f"cannot read {where}: code {code}")
+
+
+def test_a_source_error_that_does_not_unpickle_keeps_its_type_and_message():
+    # The consumer got "TypeError: ReadError.__init__() missing 1 required positional
+    # argument", raised while unpickling, instead of the error.
+    source = FailingSource(ReadError("chunk 1", 7))
+    loader = DataLoader(source, batch_size=5, shuffle=False, workers=1)
+    with pytest.raises(RuntimeError, match=r"^ReadError: cannot read chunk 1: code 7$"):
+        list(loader)
+
+
 @pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
 def test_a_file_removed_after_the_loader_was_built_is_named(tmp_path, workers):
     for k in range(3):
