@@ -435,8 +435,8 @@ MUTANTS = [
         "The worker sends the source's error as it is: one whose __init__ takes other "
         "arguments fails to unpickle, and the consumer reports a TypeError instead",
         "prefetch.py",
-        "            ready.send(Failure(_portable(err)))\n",
-        "            ready.send(Failure(err))\n",
+        "        last = Failure(_portable(err))\n",
+        "        last = Failure(err)\n",
         (("test_dataloader.py", "does_not_unpickle"),),
     ),
     Mutant(

@@ -188,17 +188,15 @@ def _run_process(plan, epoch, batch, stop_epoch, overlap, slots, free, ready, pa
             k = next(k for k, s in enumerate(slots) if s is buffer)
             start = (rows.__array_interface__["data"][0] - addresses[k]) // row_bytes
             _send(ready, (piece_epoch, index, k, start, start + len(rows)))
-        _send(ready, _END)
+        last = _END
     except _Closed:  # the producers were closed on the way out
-        try:
-            ready.send(_CLOSED)
-        except OSError:
-            pass
+        last = _CLOSED
     except BaseException as err:  # the source's errors, OSError and EOFError included
-        try:
-            ready.send(Failure(_portable(err)))
-        except OSError:
-            pass
+        last = Failure(_portable(err))
+    try:
+        ready.send(last)
+    except OSError:
+        pass  # the consumer closed its end
 
 
 def _portable(err: BaseException) -> BaseException:
@@ -326,12 +324,10 @@ def _wait_until_closed(ready, deadline: float) -> bool:
         try:
             if not ready.poll(max(deadline - time.monotonic(), 0)):
                 return False
-            message = ready.recv()
+            message = ready.recv()  # errors unpickle: the worker sends them _portable
         except (EOFError, OSError):  # it has exited
             return False
-        except Exception:  # an error that does not unpickle: not the message awaited
-            continue
-        if isinstance(message, str) and message == _CLOSED:
+        if message == _CLOSED:
             return True
 
 
