@@ -16,6 +16,10 @@ and ratios measured in the same run:
   producer's start-up included, as in the next one);
 - ``trainer-cold``: the first epoch of a new Trainer with an empty row cache, which it
   fills;
+- ``minibatch-read-first``: what ``pm.Minibatch`` needs before and during its first epoch
+  when the rows lie in the same files: reading them into RAM (pyarrow's readers with their
+  defaults, all cores) and one epoch of the compiled step; the counterpart of
+  ``trainer-cold`` as a user meets it;
 - ``trainer-cold-compile`` against ``minibatch-compile``: the same first epoch and that of
   a new ``pm.fit``, each timed from the call that compiles the step, as a user runs them;
 - ``trainer-warm``: the Trainer reading the rows back from a warm cache;
@@ -177,6 +181,37 @@ def time_minibatch_compiled(X, y):
     return run
 
 
+def read_into_ram(data):
+    """The files as float64 arrays X and y, read the way a pm.Minibatch user reads them."""
+    if data.encoding == "csv":
+        types = dict.fromkeys(COLUMNS, pa.float64())
+        options = pa_csv.ConvertOptions(include_columns=COLUMNS, column_types=types)
+        table = pa.concat_tables(pa_csv.read_csv(f, convert_options=options) for f in data.files)
+    else:
+        table = pq.read_table(data.files, columns=COLUMNS)
+    columns = [table.column(c).to_numpy().astype(np.float64) for c in COLUMNS]
+    return np.column_stack(columns[:13]), columns[13]
+
+
+def time_minibatch_read_first(data, X, y):
+    """Steps/s of pm.Minibatch's first epoch counting the read of the files into RAM (the
+    step compiled before, as for ``trainer-cold``)."""
+    from pymc.variational.streaming import default_optimizer
+
+    inference = minibatch_inference(X, y)
+    inference.fit(200, obj_optimizer=default_optimizer(), progressbar=False)
+    n = -(-len(X) // BATCH)
+
+    def run():
+        t = time.perf_counter()
+        X_read, _ = read_into_ram(data)
+        assert X_read.shape == X.shape
+        inference.refine(n, progressbar=False)
+        return n / (time.perf_counter() - t)
+
+    return run
+
+
 def time_minibatch(X, y, steps):
     from pymc.variational.streaming import default_optimizer
 
@@ -301,6 +336,7 @@ def main(argv=None):
             "trainer-nocache": time_trainer(source, args.steps, None),
             "trainer-first-nocache": time_first_epoch(source, None),
             "trainer-cold": time_first_epoch(source, dirs),
+            "minibatch-read-first": time_minibatch_read_first(data, X, y),
             "minibatch-compile": time_minibatch_compiled(X, y),
             "trainer-cold-compile": time_first_epoch(source, dirs, compiled=False),
             "trainer-warm": time_trainer(source, args.steps, warm),
@@ -325,6 +361,8 @@ def main(argv=None):
     paired_ceiling = {n: paired_ratio(rates, n, "ceiling") for n in steps}
     paired_scan = {n: paired_ratio(rates, n, "raw-scan") for n in loader}
     compiled = median["trainer-cold-compile"] / median["minibatch-compile"]
+    read_first = median["trainer-cold"] / median["minibatch-read-first"]
+    paired_read_first = paired_ratio(rates, "trainer-cold", "minibatch-read-first")
     paired_compiled = paired_ratio(rates, "trainer-cold-compile", "minibatch-compile")
     print(
         f"\n{args.encoding}: {args.rows:,d} rows in {args.files} files, medians of "
@@ -339,7 +377,11 @@ def main(argv=None):
     )
     print(
         f"first epoch timed from the compiling call: trainer-cold-compile / minibatch-compile "
-        f"= {compiled:.2f}x (paired {paired_compiled:.2f}x)\n"
+        f"= {compiled:.2f}x (paired {paired_compiled:.2f}x)"
+    )
+    print(
+        f"first epoch counting pm.Minibatch's read of the files: trainer-cold / "
+        f"minibatch-read-first = {read_first:.2f}x (paired {paired_read_first:.2f}x)\n"
     )
     print_table(
         ["loader alone", "M rows/s", "x raw scan", "paired"],
@@ -363,6 +405,8 @@ def main(argv=None):
             "paired_ratio_to_raw_scan": paired_scan,
             "first_epoch_compiled_ratio": compiled,
             "paired_first_epoch_compiled_ratio": paired_compiled,
+            "first_epoch_read_first_ratio": read_first,
+            "paired_first_epoch_read_first_ratio": paired_read_first,
         },
     )
     print(f"wrote {out}")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset, Shard
+from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset, Shard, is_count
 
 __all__ = ["ArraySource", "array_source"]
 
@@ -35,12 +35,9 @@ class ArraySource(IterableDataset):
     def __init__(self, array, columns=None, shard_rows=READ_BLOCK_ROWS):
         if hasattr(array, "columns") and hasattr(array, "to_numpy"):  # a pandas DataFrame
             columns = list(map(str, array.columns)) if columns is None else columns
-            array = array.to_numpy()
-            if array.dtype == object:  # mixed column types, e.g. float and bool
-                try:
-                    array = array.astype(np.float64)
-                except (TypeError, ValueError) as err:
-                    raise TypeError(f"array_source needs numeric DataFrame columns: {err}") from err
+            frame, array = array, array.to_numpy()
+            if array.dtype == object:  # mixed column types, or pandas' nullable ones with NA
+                array = np.column_stack([_numeric(frame[c], c) for c in frame.columns])
         array = np.asarray(array)
         if array.ndim == 1:
             array = array[:, None]
@@ -51,8 +48,10 @@ class ArraySource(IterableDataset):
             )
         if array.dtype.kind not in "biuf":
             raise TypeError(f"array_source expects a numeric array, got dtype {array.dtype}")
-        if shard_rows <= 0:
-            raise ValueError(f"shard_rows must be positive, got {shard_rows}")
+        if array.shape[1] == 0:
+            raise ValueError(f"array_source got an array with no columns, shape {array.shape}")
+        if not is_count(shard_rows) or shard_rows <= 0:
+            raise ValueError(f"shard_rows must be a positive whole number, got {shard_rows!r}")
         self.array = array
         self.columns = (
             list(columns) if columns is not None else [f"x{j}" for j in range(array.shape[1])]
@@ -63,7 +62,7 @@ class ArraySource(IterableDataset):
                 f"{array.shape[1]} columns"
             )
         n = array.shape[0]
-        bounds = [(a, min(a + int(shard_rows), n)) for a in range(0, n, int(shard_rows))]
+        bounds = [(a, min(a + shard_rows, n)) for a in range(0, n, shard_rows)]
         self._shards = [Shard(f"array rows {a}:{b}", b - a, (a, b)) for a, b in bounds]
         self._checksum: int | None = None
 
@@ -72,7 +71,8 @@ class ArraySource(IterableDataset):
 
     def read_shard(self, shard, dtype=np.float64):
         a, b = shard.key
-        yield self.array[a:b].astype(dtype, copy=False)
+        # A copy: a transform may change its block in place, never the user's array.
+        yield np.array(self.array[a:b], dtype=dtype)
 
     def fingerprint(self):
         fp = super().fingerprint()
@@ -80,6 +80,17 @@ class ArraySource(IterableDataset):
             self._checksum = zlib.crc32(np.ascontiguousarray(self.array).view(np.uint8).ravel())
         fp["checksum"] = self._checksum
         return fp
+
+
+def _numeric(column, name) -> np.ndarray:
+    """A DataFrame column as float64, pandas' missing values (``pd.NA``) as NaN."""
+    try:
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"array_source needs numeric DataFrame columns; column {name!r} (dtype "
+            f"{column.dtype}) is not: {err}"
+        ) from None
 
 
 def array_source(

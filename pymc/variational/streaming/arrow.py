@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 __all__ = [
     "check_numeric",
     "encode_categories",
+    "level_array",
     "record_batch_to_array",
     "resolve_categorical",
     "sorted_levels",
@@ -34,16 +35,25 @@ __all__ = [
 
 
 def check_numeric(field: pa.Field, where: str) -> None:
-    """Refuse a column that is not integer, float or boolean, naming it and the fix."""
+    """Refuse a column that is not integer, float, decimal or boolean, naming it and the fix."""
     t = field.type
     if pa.types.is_dictionary(t):
         t = t.value_type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-        raise TypeError(
-            f"{where}: column {field.name!r} has type {field.type}, but only numeric "
-            "(integer, float, boolean) columns can be streamed into a model. Read it as "
-            f"integer codes with categorical=[{field.name!r}], or leave it out with columns=[...]."
-        )
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
+        return
+    if pa.types.is_decimal(t):
+        return  # read as float64
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
+        fix = f"Read it as integer codes with categorical=[{field.name!r}]"
+    elif pa.types.is_temporal(t):
+        fix = "Store it as a number (e.g. days or seconds since an origin)"
+    else:
+        fix = "Store it as numeric columns"
+    raise TypeError(
+        f"{where}: column {field.name!r} has type {field.type}, but only numeric (integer, "
+        f"float, decimal, boolean) columns can be streamed into a model. {fix}, or leave it "
+        "out with columns=[...]."
+    )
 
 
 def resolve_categorical(
@@ -78,10 +88,25 @@ def sorted_levels(values: set) -> list:
         return sorted(values, key=str)
 
 
+def level_array(levels: list, name: str, where: str, type_: pa.DataType | None = None) -> pa.Array:
+    """The levels of categorical column ``name`` as an Arrow array (None: missing values)."""
+    try:
+        return pa.array(levels, type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as err:
+        kinds = sorted({type(v).__name__ for v in levels if v is not None})
+        raise TypeError(
+            f"the levels of categorical column {name!r} of {where} mix types ({', '.join(kinds)}): "
+            f"{err}. Give levels of one type, that of the column in every file"
+        ) from None
+
+
 def encode_categories(
     batch: pa.RecordBatch, levels: dict[str, pa.Array], where: str
 ) -> pa.RecordBatch:
-    """Replace categorical columns by their integer codes (as float64; nulls stay null).
+    """Replace categorical columns by their integer codes (as float64).
+
+    A missing value takes the code of the level None when the levels hold one, and is an
+    error otherwise: here, before a transform could fill it in as if it were a level.
 
     A dictionary-encoded column (parquet strings read with ``read_dictionary``) is coded
     through its dictionary: each distinct value is looked up once, not once per row
@@ -96,22 +121,44 @@ def encode_categories(
         if pa.types.is_dictionary(column.type):
             dictionary = column.dictionary
             if dictionary.type != value_set.type:
-                dictionary = dictionary.cast(value_set.type)
+                dictionary = _cast_levels(dictionary, value_set.type, name, where)
             codes = pc.take(pc.index_in(dictionary, value_set=value_set), column.indices)
+            if value_set.null_count and column.null_count:  # the dictionary holds no null
+                codes = pc.fill_null(codes, value_set.to_pylist().index(None))
         else:
             if column.type != value_set.type:
-                column = column.cast(value_set.type)
-            codes = pc.index_in(column, value_set=value_set)
-        if codes.null_count > column.null_count:
-            if pa.types.is_dictionary(column.type):
-                column = column.dictionary_decode()
-            unknown = pc.filter(column, pc.and_(pc.is_null(codes), pc.is_valid(column)))[0].as_py()
+                column = _cast_levels(column, value_set.type, name, where)
+            codes = pc.index_in(column, value_set=value_set)  # null matches a None level
+        if codes.null_count:
+            plain = column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+            unknown = pc.filter(plain, pc.and_(pc.is_null(codes), pc.is_valid(plain)))
+            if len(unknown):
+                raise ValueError(
+                    f"{where}: categorical column {name!r} holds the level {unknown[0].as_py()!r}, "
+                    f"which is not among its {len(value_set)} known levels; pass "
+                    f"categorical={{{name!r}: [...every level...]}}"
+                )
+            first = int(pc.index(pc.is_null(codes), True).as_py())
             raise ValueError(
-                f"{where}: categorical column {name!r} holds the level {unknown!r}, which is not among "
-                f"its {len(value_set)} known levels; pass categorical={{{name!r}: [...every level...]}}"
+                f"{where}: categorical column {name!r} has {codes.null_count} missing value(s) in "
+                f"a block of {len(codes)} rows, first at row {first} of the block. Give them a "
+                "level of their own: "
+                f"categorical={{{name!r}: [*source.categories[{name!r}], None]}} codes them as "
+                "one more level; or fill them in before writing the data, or drop those rows."
             )
         arrays[j] = codes.cast(pa.float64())
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _cast_levels(column, to: pa.DataType, name: str, where: str):
+    """``column`` cast to the type of its levels, or an error naming both types."""
+    try:
+        return column.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise ValueError(
+            f"{where}: categorical column {name!r} has type {column.type}, but its levels are "
+            f"of type {to}; give levels of the column's type"
+        ) from None
 
 
 def record_batch_to_array(batch: pa.RecordBatch, dtype: np.dtype | type) -> np.ndarray:
@@ -127,6 +174,8 @@ def record_batch_to_array(batch: pa.RecordBatch, dtype: np.dtype | type) -> np.n
     for j, col in enumerate(cols):
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
+        if pa.types.is_decimal(col.type):
+            col = col.cast(pa.float64())
         if col.null_count and dtype.kind == "f":
             col = col.cast(pa.float64()).fill_null(np.nan)
         out[:, j] = col.to_numpy(zero_copy_only=False)

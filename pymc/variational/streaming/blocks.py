@@ -213,13 +213,13 @@ def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row
         bad = ~np.isfinite(block[:, j])
         if bad.any():
             row = first_row + int(np.argmax(bad))
-            kind = "NaN" if np.isnan(block[:, j]).any() else "inf"
-            name = plan.column_names[j]
-            if name in (getattr(plan.source, "categories", None) or {}):
+            kind = "NaN" if np.isnan(block[:, j]).any() else "inf"  # NaN first: it is missing
+            if kind == "inf":
                 raise ValueError(
-                    f"{shard.name}: categorical column {name!r} has {int(bad.sum())} missing "
-                    f"value(s), first at row {row} of the shard. Give them a level of their own "
-                    "before writing the data (e.g. pandas' fillna('missing')), or drop those rows."
+                    f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} inf "
+                    f"value(s), first at row {row} of the shard, which cannot be fed to "
+                    "a model: replace them in the data, or with the DataLoader's transform= "
+                    "(e.g. np.clip), or drop those rows before streaming."
                 )
             raise ValueError(
                 f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} {kind} value(s), "

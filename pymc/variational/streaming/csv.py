@@ -29,6 +29,7 @@ import pyarrow.csv as pa_csv
 
 from pymc.variational.streaming.arrow import (
     encode_categories,
+    level_array,
     record_batch_to_array,
     resolve_categorical,
     sorted_levels,
@@ -48,6 +49,12 @@ from pymc.variational.streaming.shutdown import GuardedFile
 
 __all__ = ["CSVSource", "csv_source"]
 
+#: File endings a directory is searched for (a file named directly may have any name).
+SUFFIXES = tuple(
+    text + packed
+    for text in (".csv", ".tsv", ".txt", ".psv", ".dat")
+    for packed in ("", ".gz", ".bz2", ".xz", ".zst", ".zip")
+)
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
 _BINARY_MAGIC = {b"PAR1": "a parquet file: read it with parquet_source", b"\x89HDF": "an HDF5 file"}
 
@@ -57,12 +64,16 @@ class _Checksum:
 
     def __init__(self, fh):
         self.fh, self.crc, self.size = fh, 0, 0
+        self.line_breaks = self.blank_lines = 0
         self.closed = False
 
     def read(self, n: int = -1) -> bytes:
         data = self.fh.read(n)
         self.crc = zlib.crc32(data, self.crc)
         self.size += len(data)
+        # Lines the parser skips or joins; a blank line split by a read is not counted.
+        self.line_breaks += data.count(b"\n")
+        self.blank_lines += data.count(b"\n\n") + data.count(b"\n\r\n")
         return data
 
     def readable(self) -> bool:
@@ -86,17 +97,18 @@ class CSVSource(IterableDataset):
         path,
         columns=None,
         delimiter=",",
-        header=True,
+        header=None,
         column_names=None,
         storage_options=None,
         num_rows=None,
         block_bytes=1 << 22,
         retry=None,
         categorical=None,
+        quote_char='"',
     ):
         self.retry = as_retry_policy(retry)
         self.fs, self.files, self.commits = self.retry.call_named(
-            lambda: resolve_files(path, storage_options, (), "csv"),
+            lambda: resolve_files(path, storage_options, SUFFIXES, "csv"),
             f"csv_source({redact(str(path))!r})",
             own=(FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError),
         )
@@ -106,8 +118,15 @@ class CSVSource(IterableDataset):
             # of ours is enough (4 would stack to 90 s on a file that keeps failing).
             self.retry = RetryPolicy(tries=2)
         self.names = [display_path(self.fs, f) for f in self.files]
-        self.delimiter = delimiter
-        self.header = bool(header)
+        if not isinstance(delimiter, str) or len(delimiter) != 1:
+            raise ValueError(
+                f"delimiter must be one character, got {delimiter!r} (a tab is '\\t', not '\\\\t')"
+            )
+        if quote_char is not None and (not isinstance(quote_char, str) or len(quote_char) != 1):
+            raise ValueError(f"quote_char must be one character or None, got {quote_char!r}")
+        self.delimiter, self.quote_char = delimiter, quote_char
+        # As pandas' names=: given names mean the file has no header, unless told otherwise.
+        self.header = column_names is None if header is None else bool(header)
         self.block_bytes = int(block_bytes)
         self._text_columns: set[str] = set()
         where = f"CSV file {self.names[0]!r}"
@@ -226,7 +245,31 @@ class CSVSource(IterableDataset):
                 rows = sum(rb.num_rows for rb in _batches(reader, self.names[i], names))
             while fh.read(1 << 20):  # bytes the parser left unread still belong to the checksum
                 pass
+        # Line breaks that are not between rows are inside quoted values: legitimately, or
+        # because a quote never closes and the rest of the file became one value.
+        if fh.line_breaks - fh.blank_lines - int(self.header) > rows and self.quote_char:
+            self._check_last_row(i, rows)
         return rows, fh.crc
+
+    def _check_last_row(self, i: int, rows: int) -> None:
+        """Refuse a file whose last row ends inside quotes: a quote that never closes
+        swallows the rest of the file into one value, and with it every later row."""
+        names = self._names_arg(i) or self.column_names
+        last = None
+        with self._open_reader(i, names, None, types=dict.fromkeys(names, pa.string())) as reader:
+            for rb in _batches(reader, self.names[i], names):
+                last = rb if rb.num_rows else last
+        for name, column in zip(names, last.columns if last is not None else []):
+            value = column[-1].as_py()
+            if isinstance(value, str) and value.endswith(("\n", "\r")):
+                lines = value.count("\n")
+                raise ValueError(
+                    f"CSV file {self.names[i]!r}: column {name!r} of row {rows:,d} (the last "
+                    f"row read) opens a quoted value with {self.quote_char!r} that never closes, "
+                    f"so the next {lines:,d} line(s), to the end of the file, were read as that "
+                    f"value. Close the quote in the file, or pass quote_char=None to read "
+                    f"{self.quote_char!r} as an ordinary character."
+                )
 
     def _find_levels(self, spec: dict[str, list | None]) -> dict[str, pa.Array]:
         """Levels of the categorical columns: given, or found by one scan of those columns."""
@@ -241,11 +284,14 @@ class CSVSource(IterableDataset):
 
         for i in range(len(self.files)) if found else []:
             self._read(i, lambda i=i: scan(i))
+        where = f"csv_source({self.names[0]!r}, ...)"
         return {
-            name: pa.array(
-                [str(v) for v in given]
+            name: level_array(
+                [None if v is None else str(v) for v in given]
                 if given is not None
                 else sorted_levels(found[name] - {None}),
+                name,
+                where,
                 pa.string(),
             )
             for name, given in spec.items()
@@ -283,7 +329,12 @@ class CSVSource(IterableDataset):
             include_columns=columns, column_types=types or None, strings_can_be_null=True
         )
         # Quoted values may hold line breaks (pandas writes them so): parse them as values.
-        parse_options = pa_csv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True)
+        quoting = self.quote_char is not None
+        parse_options = pa_csv.ParseOptions(
+            delimiter=self.delimiter,
+            quote_char=self.quote_char if quoting else False,
+            newlines_in_values=quoting,
+        )
         try:
             reader = pa_csv.open_csv(
                 fh,
@@ -325,6 +376,7 @@ class CSVSource(IterableDataset):
             "column_names": list(self.column_names),
             "header": self.header,
             "delimiter": self.delimiter,
+            "quote_char": self.quote_char,
         }
         fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
         return fp
@@ -376,12 +428,13 @@ def csv_source(
     path: str | os.PathLike | Sequence[str | os.PathLike],
     columns: Sequence[str] | None = None,
     delimiter: str = ",",
-    header: bool = True,
+    header: bool | None = None,
     column_names: Sequence[str] | None = None,
     storage_options: dict | None = None,
     num_rows: int | Sequence[int] | None = None,
     retry: RetryPolicy | int | None = None,
     categorical: Sequence[str] | dict[str, Sequence] | None = None,
+    quote_char: str | None = '"',
 ) -> CSVSource:
     """Stream rows from CSV or other delimited text files.
 
@@ -392,17 +445,20 @@ def csv_source(
     Parameters
     ----------
     path : str, path-like or list of those
-        A file, a directory, a glob, a list of these, or an fsspec URL.
+        A file, a directory (its ``.csv``, ``.tsv``, ``.txt``, ``.psv`` and ``.dat`` files,
+        compressed or not, in sorted order, leaving out names that start with ``.`` or
+        ``_``), a glob, a list of these, or an fsspec URL.
     columns : list of str, optional
         Columns to read, in row order. Defaults to every column. Every selected column is
         parsed as a float; empty fields become NaN.
     delimiter : str, default ","
         Field separator, e.g. ``"\\t"`` for TSV.
-    header : bool, default True
-        Whether the first line of each file holds the column names.
+    header : bool, optional
+        Whether the first line of each file holds the column names. Defaults to True
+        without ``column_names`` and to False with them, as pandas' ``names=``.
     column_names : list of str, optional
-        Names for the columns. Required to select columns by name in a file without a
-        header; with ``header=True`` it replaces the names in the header.
+        Names for the columns, for files without a header. With ``header=True`` they
+        replace the names in the header line, which is skipped.
     storage_options : dict, optional
         Passed to :func:`fsspec.core.url_to_fs`.
     num_rows : int or list of int, optional
@@ -414,7 +470,11 @@ def csv_source(
         How transient read errors are retried, as in :func:`parquet_source`.
     categorical : list of str or dict, optional
         Columns read as text and delivered as integer codes, as in :func:`parquet_source`;
-        given levels are compared as text.
+        given levels are compared as text. An empty field is a missing value.
+    quote_char : str or None, default '"'
+        Character that quotes values, which may then hold delimiters and line breaks.
+        None reads it as an ordinary character (e.g. a TSV whose text holds stray
+        quotes). A file whose last quote never closes is refused.
 
     Returns
     -------
@@ -445,4 +505,5 @@ def csv_source(
         num_rows=num_rows,
         retry=retry,
         categorical=categorical,
+        quote_char=quote_char,
     )

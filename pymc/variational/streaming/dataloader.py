@@ -36,7 +36,7 @@ from pymc.variational.streaming.blocks import LabelRule, apply_transform
 from pymc.variational.streaming.cache import CacheEntry, RowCache, resolve_cache
 from pymc.variational.streaming.datasets import IterableDataset, Shard, fingerprint_difference
 from pymc.variational.streaming.fields import Fields
-from pymc.variational.streaming.order import ReadPlan
+from pymc.variational.streaming.order import ReadPlan, warn_if_barely_shuffled
 from pymc.variational.streaming.prefetch import BatchIterator
 
 __all__ = ["DataLoader"]
@@ -81,7 +81,8 @@ class DataLoader:
         or nothing (``None``, for sources that cannot count their rows).
     shuffle : bool, default True
         Permute the shard order and the rows within each window, anew each epoch.
-        With ``shuffle=False`` rows come in storage order.
+        With ``shuffle=False`` rows come in storage order. A warning says when one shard
+        holds most rows: it is then read in its own order, window by window.
     buffer_size : int, optional
         Rows per shuffle window, rounded up to a multiple of ``batch_size``. Defaults to
         ``max(65536, 4 * batch_size)``. The loader holds ``prefetch + 4`` windows (queued,
@@ -191,6 +192,9 @@ class DataLoader:
             raise ValueError(
                 f"{type(source).__name__} cannot be read from a forked worker process; use workers=0"
             )
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, bool | np.bool_):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         if not isinstance(persistent_workers, bool | np.bool_):
             raise TypeError(f"persistent_workers must be True or False, got {persistent_workers!r}")
         if transform is not None and not callable(transform):
@@ -230,6 +234,8 @@ class DataLoader:
                 f"{self.num_rows} rows: every batch would be dropped"
             )
         self.total_size = self._resolve_total_size(total_size)
+        if self.shuffle:
+            warn_if_barely_shuffled(self.shards, self.window_rows)
         self.width = self._row_width()
         self.column_names = self._column_names()
         self.fields = Fields(fields, self.column_names) if fields is not None else None

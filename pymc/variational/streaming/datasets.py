@@ -174,17 +174,32 @@ def is_count(n: Any) -> bool:
 def select_columns(available: list[str], columns: Sequence[str] | None, where: str) -> list[str]:
     """The requested ``columns`` after checking them against ``available``, in the order
     requested; every column when ``columns`` is None."""
-    if columns is None:
-        return list(available)
     if isinstance(columns, str):
         raise TypeError(f"columns must be a list of column names, not the string {columns!r}")
-    columns = list(columns)
-    missing = [c for c in columns if c not in available]
+    selected = list(available) if columns is None else list(columns)
+    missing = [c for c in selected if c not in available]
     if missing:
-        raise KeyError(f"{where} has no column {missing[0]!r}; available columns: {available}")
-    if len(set(columns)) != len(columns):
-        raise ValueError(f"columns lists a column twice: {columns}")
-    return columns
+        hint = ""
+        if f"/{missing[0]}=" in where:
+            hint = (
+                f"; {missing[0]!r} is a partition key in the directory names, which is not "
+                "read: store it in the files as a column"
+            )
+        raise KeyError(
+            f"{where} has no column {missing[0]!r}; available columns: {available}{hint}"
+        )
+    twice = [c for c in selected if available.count(c) > 1]
+    if twice:
+        raise ValueError(
+            f"{where} has {available.count(twice[0])} columns named {twice[0]!r}, so which one "
+            "to read is ambiguous; give them distinct names (for a CSV file, column_names= "
+            "renames the header's columns by position)"
+        )
+    if len(set(selected)) != len(selected):
+        raise ValueError(f"columns lists a column twice: {selected}")
+    if not selected:
+        raise ValueError(f"columns selects no column of {where}; available columns: {available}")
+    return selected
 
 
 def fingerprint_difference(saved: dict, now: dict) -> str:

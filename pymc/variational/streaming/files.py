@@ -395,14 +395,18 @@ def _expand(
         found = sorted(fs.glob(root))
         if not found:
             raise FileNotFoundError(f"{kind}_source: the pattern {shown!r} matches no file")
-        return [f for f in found if not fs.isdir(f)]
+        # A pattern of directories ("data/year=*") stands for the files in them.
+        files = []
+        for f in found:
+            files.extend(_data_files(fs, f, suffixes) if fs.isdir(f) else [f])
+        if not files:
+            raise FileNotFoundError(
+                f"{kind}_source: the pattern {shown!r} matches only directories, which hold "
+                f"no {' or '.join(suffixes) or 'data'} file"
+            )
+        return files
     if fs.isdir(root):
-        found = sorted(
-            f
-            for f in fs.find(root)
-            if not os.path.basename(f).startswith((".", "_"))
-            and (not suffixes or f.lower().endswith(suffixes))
-        )
+        found = _data_files(fs, root, suffixes)
         if not found:
             raise FileNotFoundError(
                 f"{kind}_source: the directory {shown!r} holds no {' or '.join(suffixes)} file"
@@ -414,3 +418,20 @@ def _expand(
     except FileNotFoundError:
         pass  # raised below, unchained: the original may hold the URL's password
     raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
+
+
+def _data_files(
+    fs: fsspec.AbstractFileSystem, directory: str, suffixes: tuple[str, ...]
+) -> list[str]:
+    """The files under ``directory`` with one of ``suffixes``, sorted. As pyarrow's datasets
+    and Spark do, a file or directory whose name starts with "." or "_" is not data: Spark's
+    ``_SUCCESS`` and ``_temporary/``, Jupyter's ``.ipynb_checkpoints/``."""
+    base = directory.rstrip("/")
+    files = []
+    for f in fs.find(directory):
+        relative = f[len(base) :].lstrip("/") if f.startswith(base) else os.path.basename(f)
+        if any(part.startswith((".", "_")) for part in relative.split("/")):
+            continue
+        if not suffixes or f.lower().endswith(suffixes):
+            files.append(f)
+    return sorted(files)

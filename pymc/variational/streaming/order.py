@@ -28,6 +28,8 @@ batches from the same :class:`ReadPlan`.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,7 +43,13 @@ if TYPE_CHECKING:
     from pymc.variational.streaming.blocks import LabelRule
     from pymc.variational.streaming.cache import CacheEntry
 
-__all__ = ["ReadPlan", "shard_permutation", "take_rows", "window_permutation"]
+__all__ = [
+    "ReadPlan",
+    "shard_permutation",
+    "take_rows",
+    "warn_if_barely_shuffled",
+    "window_permutation",
+]
 
 
 def shard_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -52,6 +60,26 @@ def shard_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 def window_permutation(seed: int, epoch: int, window: int, n: int) -> np.ndarray:
     """The order of the ``n`` rows of window ``window`` of ``epoch``."""
     return np.random.default_rng([seed, epoch, window]).permutation(n)
+
+
+def warn_if_barely_shuffled(shards: tuple[Shard, ...], window_rows: int) -> None:
+    """Warn when one shard holds most rows: it is read in storage order, window by window,
+    every epoch, so shuffling only mixes neighbours."""
+    counts = [s.num_rows or 0 for s in shards]
+    k = int(np.argmax(counts))
+    if counts[k] <= 2 * window_rows or 2 * counts[k] <= sum(counts):
+        return
+    warnings.warn(
+        f"shuffle=True mixes rows within windows of {window_rows:,d} rows, and "
+        f"{shards[k].name} holds {counts[k]:,d} of the {sum(counts):,d} rows: every epoch "
+        "reads it in storage order, window by window, so if its rows are sorted (by time, "
+        "label or group) batches are not random samples. Split the data into more files or "
+        "row groups (e.g. pq.write_table(..., row_group_size=65_536)), or raise buffer_size "
+        f"towards {counts[k]:,d} (the loader holds prefetch + 4 windows of rows x columns x "
+        "8 bytes).",
+        UserWarning,
+        stacklevel=3,  # the DataLoader(...) call
+    )
 
 
 def take_rows(rows: np.ndarray, index: np.ndarray, out: np.ndarray) -> None:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from pymc.variational.streaming.arrow import (
     check_numeric,
     encode_categories,
+    level_array,
     record_batch_to_array,
     resolve_categorical,
     sorted_levels,
@@ -67,6 +68,15 @@ def _footer_digest(metadata: pq.FileMetaData) -> str:
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[
         :32
     ]
+
+
+def _pandas_index(schema: pa.Schema) -> set[str]:
+    """Columns that hold the index pandas' ``to_parquet`` stored (``__index_level_0__``)."""
+    try:
+        index = (schema.pandas_metadata or {}).get("index_columns", [])
+    except (ValueError, TypeError):  # metadata not written by pandas, or not JSON
+        return set()
+    return {name for name in index if isinstance(name, str)}
 
 
 class ParquetSource(IterableDataset):
@@ -109,7 +119,10 @@ class ParquetSource(IterableDataset):
                 raise failure
             schema = metadata.schema.to_arrow_schema()
             if not self.metadata:
-                self.columns = select_columns(schema.names, columns, where)
+                names = schema.names
+                if columns is None:  # pandas' stored index is not data (pd.read_parquet)
+                    names = [n for n in names if n not in _pandas_index(schema)]
+                self.columns = select_columns(names, columns, where)
                 spec = resolve_categorical(categorical, self.columns, where)
             self.metadata.append(metadata)
             self.sizes.append(size)
@@ -154,8 +167,11 @@ class ParquetSource(IterableDataset):
             )
             for column in found:
                 found[column].update(pc.unique(table[column].combine_chunks()).to_pylist())
+        where = f"parquet_source({self.names[0]!r}, ...)"
         return {
-            column: pa.array(given if given is not None else sorted_levels(found[column] - {None}))
+            column: level_array(
+                given if given is not None else sorted_levels(found[column] - {None}), column, where
+            )
             for column, given in spec.items()
         }
 
@@ -233,12 +249,16 @@ def parquet_source(
     Parameters
     ----------
     path : str, path-like or list of those
-        A file, a directory (every ``*.parquet`` file below it, in sorted order), a glob
-        such as ``"data/part-*.parquet"``, a list of any of these, or an fsspec URL such as
-        ``"s3://bucket/criteo/"`` or ``"hf://datasets/user/repo/data/"``.
+        A file, a directory (every ``*.parquet`` file below it, in sorted order, leaving
+        out names that start with ``.`` or ``_``, such as ``_SUCCESS``, ``_temporary/`` or
+        ``.ipynb_checkpoints/``), a glob such as ``"data/part-*.parquet"`` (directories it
+        matches stand for their files), a list of any of these, or an fsspec URL such as
+        ``"s3://bucket/criteo/"`` or ``"hf://datasets/user/repo/data/"``. Hive partition
+        keys in directory names (``year=2024/``) are not read as columns.
     columns : list of str, optional
-        Columns to read, in the order they appear in each row. Defaults to every column.
-        Columns must be numeric; nulls are read as NaN.
+        Columns to read, in the order they appear in each row. Defaults to every column
+        but the index that pandas' ``to_parquet`` stores (``__index_level_0__``), as
+        ``pd.read_parquet`` reads them. Columns must be numeric; nulls are read as NaN.
     storage_options : dict, optional
         Passed to :func:`fsspec.core.url_to_fs`, e.g. credentials for object storage.
         Credentials never appear in errors, logs, ``repr``, state dicts or checkpoints.
@@ -252,7 +272,9 @@ def parquet_source(
         are sorted, and found by one scan of those columns at construction, or given as a
         dict ``{column: levels}``. ``source.categories[column]`` (also
         ``loader.categories``) lists them in code order. A level missing from the given
-        ones raises an error naming it.
+        ones raises an error naming it. Missing values (nulls) are an error too, unless
+        the given levels hold ``None``: ``{column: [*source.categories[column], None]}``
+        gives them a code of their own.
 
     Returns
     -------

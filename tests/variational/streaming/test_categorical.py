@@ -86,8 +86,12 @@ def test_codes_of_text_and_of_dictionary_columns_agree(as_dictionary):
     values = pa.array(["b", None, "c", "a", "b", "c"])
     column = values.dictionary_encode() if as_dictionary else values
     batch = pa.RecordBatch.from_arrays([column, pa.array(np.arange(6.0))], names=["g", "v"])
-    coded = encode_categories(batch, {"g": pa.array(["c", "b", "a"])}, "part-0")
-    assert coded.column(0).to_pylist() == [1.0, None, 0.0, 2.0, 1.0, 0.0]
+    # A missing value is an error, before any transform could fill it in as a level ...
+    with pytest.raises(ValueError, match=r"'g' has 1 missing value.*first at row 1 of the block"):
+        encode_categories(batch, {"g": pa.array(["c", "b", "a"])}, "part-0")
+    # ... unless the levels give it one.
+    coded = encode_categories(batch, {"g": pa.array(["c", "b", None, "a"])}, "part-0")
+    assert coded.column(0).to_pylist() == [1.0, 2.0, 0.0, 3.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="holds the level 'c', which is not among its 2 known"):
         encode_categories(batch, {"g": pa.array(["a", "b"])}, "part-0")
 

@@ -16,6 +16,7 @@ parquet, the common PyMC idioms and the common mistakes."""
 
 import logging
 import shutil
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -383,7 +384,7 @@ def test_csv_files_with_their_columns_in_another_order_are_read_by_name(tmp_path
     ):
         csv_source(tmp_path)
     with pytest.raises(ValueError, match=r"column_names= renames the columns by position"):
-        csv_source(tmp_path, column_names=["p", "q", "r"])
+        csv_source(tmp_path, header=True, column_names=["p", "q", "r"])
 
 
 def test_a_missing_category_in_csv_is_missing_not_a_level(tmp_path):
@@ -392,12 +393,22 @@ def test_a_missing_category_in_csv_is_missing_not_a_level(tmp_path):
     frame.to_csv(tmp_path / "d.csv", index=False)
     source = csv_source(tmp_path / "d.csv", categorical=["county"])
     assert list(source.categories["county"]) == ["a", "b"]
-    missing = r"categorical column 'county' has 1 missing value\(s\), first at row 1.*fillna"
+    missing = r"categorical column 'county' has 1 missing value\(s\).*first at row 1.*None\]"
     with pytest.raises(ValueError, match=r"d\.csv: " + missing):
         list(DataLoader(source, batch_size=4))
+    # The advice for missing features (nan_to_num) must not turn it into level 0, "a".
+    with pytest.raises(ValueError, match=missing):
+        list(DataLoader(source, batch_size=4, transform=lambda x: np.nan_to_num(x, nan=0.0)))
     parquet = write_default_parquet(tmp_path / "p", frame, files=1)  # the same in parquet
     with pytest.raises(ValueError, match=r"part-0\.parquet.*: " + missing):
         list(DataLoader(parquet_source(parquet, categorical=["county"]), batch_size=4))
+    # A level None gives missing values a code of their own, in both formats.
+    for given in (
+        csv_source(tmp_path / "d.csv", categorical={"county": ["a", "b", None]}),
+        parquet_source(parquet, categorical={"county": ["a", "b", None]}),
+    ):
+        rows = np.concatenate(list(DataLoader(given, batch_size=4, shuffle=False)))
+        np.testing.assert_array_equal(rows, [[0, 1], [2, 2], [1, 3], [0, 4]])
 
 
 def test_the_standardizer_refuses_rows_of_other_columns(tmp_path):
@@ -447,3 +458,136 @@ def test_a_batch_dimension_fixed_in_the_model_fails_clearly_on_the_short_batch()
     ):
         trainer.fit(25)
     assert trainer.state.step == 10  # the ten full batches were stepped on and kept
+
+
+def criteo_frame(criteo_tsv):
+    """The real Criteo rows as pandas reads them: label, I1..I13, C1..C26."""
+    names = ["label"] + [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]
+    return pd.read_csv(criteo_tsv, sep="\t", header=None, names=names)
+
+
+def test_the_index_pandas_stores_is_not_a_column(tmp_path, criteo_tsv):
+    # A split or sampled frame has a non-range index; to_parquet stores it as a column
+    # (__index_level_0__), which pd.read_parquet does not return as data.
+    frame = criteo_frame(criteo_tsv)[["I2", "label"]].sample(frac=0.5, random_state=0)
+    frame.to_parquet(tmp_path / "train.parquet")
+    assert "__index_level_0__" in pq.read_schema(tmp_path / "train.parquet").names
+    source = parquet_source(tmp_path / "train.parquet")
+    assert source.columns == ["I2", "label"]
+    rows = np.concatenate(list(DataLoader(source, batch_size=4096, shuffle=False)))
+    np.testing.assert_array_equal(rows, pd.read_parquet(tmp_path / "train.parquet").to_numpy())
+    # Asked for by name, it is read.
+    index = parquet_source(tmp_path / "train.parquet", columns=["__index_level_0__"])
+    np.testing.assert_array_equal(read_column(index), frame.index.to_numpy())
+
+
+def read_column(source):
+    return np.concatenate(list(DataLoader(source, batch_size=4096, shuffle=False)))[:, 0]
+
+
+def test_hidden_and_underscore_directories_are_not_data(tmp_path):
+    # Jupyter's checkpoints and Spark's unfinished task files sit beside the data.
+    ids = pa.table({"id": np.arange(3.0)})
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "_temporary" / "0").mkdir(parents=True)
+    pq.write_table(ids, tmp_path / "part-0.parquet")
+    pq.write_table(ids, tmp_path / ".ipynb_checkpoints" / "part-0-checkpoint.parquet")
+    pq.write_table(ids, tmp_path / "_temporary" / "0" / "part-1.parquet")
+    (tmp_path / "_SUCCESS").touch()
+    for frame in ids.to_pandas(), ids.to_pandas():
+        frame.to_csv(tmp_path / ".ipynb_checkpoints" / "a-checkpoint.csv", index=False)
+        frame.to_csv(tmp_path / "a.csv", index=False)
+    (tmp_path / "README.md").write_text("# not data\n")
+    assert read_column(parquet_source(tmp_path)).tolist() == [0, 1, 2]
+    assert read_column(csv_source(tmp_path)).tolist() == [0, 1, 2]
+
+
+def test_a_pattern_of_partition_directories_stands_for_their_files(tmp_path):
+    for year in (2023, 2024):
+        (tmp_path / f"year={year}").mkdir()
+        pq.write_table(pa.table({"x": [year + 0.5]}), tmp_path / f"year={year}" / "part.parquet")
+    assert read_column(parquet_source(f"{tmp_path}/year=*")).tolist() == [2023.5, 2024.5]
+    # The partition key is not a column: the error says so.
+    with pytest.raises(KeyError, match="'year' is a partition key in the directory names"):
+        parquet_source(f"{tmp_path}/year=*", columns=["x", "year"])
+    (tmp_path / "empty=1").mkdir()
+    with pytest.raises(FileNotFoundError, match="matches only directories, which hold no"):
+        parquet_source(f"{tmp_path}/empty=*")
+
+
+def test_duplicate_column_names_are_refused_not_read_twice(tmp_path):
+    # pyarrow would give the first 'a' for both; pandas renames the second 'a.1'.
+    (tmp_path / "d.csv").write_text("a,a,b\n1,2,3\n")
+    with pytest.raises(ValueError, match=r"d\.csv' has 2 columns named 'a'.*column_names="):
+        csv_source(tmp_path / "d.csv")
+    renamed = csv_source(tmp_path / "d.csv", header=True, column_names=["a", "a2", "b"])
+    assert np.concatenate(list(DataLoader(renamed, batch_size=1))).tolist() == [[1, 2, 3]]
+
+
+def test_a_quote_that_never_closes_is_refused_not_a_lost_rest_of_file(tmp_path):
+    lines = ["0\t1.0\tfoo"] * 3 + ['1\t2.0\t"bar'] + ["0\t3.0\tbaz"] * 1000
+    (tmp_path / "d.tsv").write_text("\n".join(lines) + "\n")
+    names = dict(delimiter="\t", column_names=["y", "x", "s"], columns=["y", "x"])
+    with pytest.raises(ValueError, match=r"column 's' of row 4 .*never closes.*next 1,001 line"):
+        csv_source(tmp_path / "d.tsv", **names)
+    plain = csv_source(tmp_path / "d.tsv", quote_char=None, **names)
+    assert plain.num_rows == 1004
+    assert (
+        np.concatenate(list(DataLoader(plain, batch_size=512, shuffle=False)))[:, 1].sum()
+        == 3 + 2 + 3000
+    )
+
+
+def test_a_transform_in_place_never_changes_the_users_array():
+    X = np.column_stack([np.arange(100.0), np.ones(100)])
+
+    def double(x):
+        x *= 2
+        return x
+
+    loader = DataLoader(array_source(X), batch_size=100, shuffle=False, transform=double)
+    for workers in (None, 0, 1):
+        for _ in range(2):  # epochs do not compound
+            batch = next(iter(loader.iterate(epochs=1, workers=workers)))
+            np.testing.assert_array_equal(
+                batch, 2 * np.column_stack([np.arange(100.0), np.ones(100)])
+            )
+    np.testing.assert_array_equal(X, np.column_stack([np.arange(100.0), np.ones(100)]))
+
+
+def test_decimal_and_nullable_pandas_columns_are_numbers(tmp_path):
+    import decimal
+
+    prices = pa.array([decimal.Decimal("1.25"), decimal.Decimal("-3.50")], pa.decimal128(5, 2))
+    pq.write_table(pa.table({"price": prices}), tmp_path / "p.parquet")
+    assert read_column(parquet_source(tmp_path / "p.parquet")).tolist() == [1.25, -3.5]
+    # pandas' nullable integers: NA is a missing value, named as such.
+    frame = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"column 'a' holds 1 NaN value\(s\), first at row 1"):
+        list(DataLoader(array_source(frame), batch_size=3))
+    with pytest.raises(TypeError, match=r"column 'c' \(dtype \w+\) is not"):
+        array_source(frame.assign(c=["x", "y", "z"]))
+
+
+def test_one_shard_holding_most_rows_warns_that_shuffling_is_local(tmp_path):
+    # pandas' to_parquet writes one row group up to 1M rows: sorted data stays sorted.
+    frame = pd.DataFrame({"x": np.arange(300_000.0), "y": np.repeat([0.0, 1.0], 150_000)})
+    frame.to_parquet(tmp_path / "sorted.parquet", index=False)
+    with pytest.warns(
+        UserWarning, match=r"sorted\.parquet \(row group 0\) holds 300,000 of the 300,000 rows"
+    ):
+        DataLoader(parquet_source(tmp_path / "sorted.parquet"), batch_size=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a buffer as large as the shard, or no shuffle: silent
+        DataLoader(
+            parquet_source(tmp_path / "sorted.parquet"), batch_size=1000, buffer_size=300_000
+        )
+        DataLoader(parquet_source(tmp_path / "sorted.parquet"), batch_size=1000, shuffle=False)
+        frame.to_parquet(tmp_path / "groups.parquet", index=False, row_group_size=65_536)
+        DataLoader(parquet_source(tmp_path / "groups.parquet"), batch_size=1000)
+
+
+@pytest.mark.parametrize("name", ["shuffle", "drop_last"])
+def test_flags_given_as_text_are_refused(name):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'no'"):
+        DataLoader(array_source(np.zeros((10, 2))), batch_size=2, **{name: "no"})

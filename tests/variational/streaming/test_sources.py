@@ -299,9 +299,21 @@ def test_csv_with_header(tmp_path):
 def test_csv_header_replaced_by_column_names(tmp_path):
     # With header=True, column_names renames the columns and the header line is still skipped.
     path = write_text(tmp_path / "a.csv", "a,b\n1,2\n3,4\n")
-    source = csv_source(path, column_names=["x", "y"], columns=["y"])
+    source = csv_source(path, header=True, column_names=["x", "y"], columns=["y"])
     assert source.num_rows == 2
     np.testing.assert_array_equal(read_all(source), [[2], [4]])
+
+
+def test_csv_column_names_alone_mean_no_header_as_in_pandas(tmp_path):
+    # pd.read_csv(names=...) keeps the first line as data; so does csv_source(column_names=...).
+    path = write_text(tmp_path / "a.csv", "1,2\n3,4\n")
+    source = csv_source(path, column_names=["x", "y"])
+    assert source.num_rows == 2
+    np.testing.assert_array_equal(read_all(source), [[1, 2], [3, 4]])
+    # A header line read as data is loud, not a silently lost row.
+    headed = csv_source(write_text(tmp_path / "b.csv", "a,b\n1,2\n"), column_names=["x", "y"])
+    with pytest.raises(ValueError, match=r"line 1, column 'x'.*invalid value 'a'"):
+        read_all(headed)
 
 
 def test_csv_without_header(tmp_path):
@@ -540,8 +552,13 @@ def test_array_source_errors():
         array_source(np.array([[1, None]], dtype=object))
     with pytest.raises(ValueError, match="got 1 column names for an array with 2 columns"):
         array_source(np.zeros((3, 2)), columns=["a"])
-    with pytest.raises(ValueError, match="shard_rows must be positive, got 0"):
-        array_source(np.zeros((3, 2)), shard_rows=0)
+    for bad in (0, 1.5):
+        with pytest.raises(
+            ValueError, match=f"shard_rows must be a positive whole number, got {bad}"
+        ):
+            array_source(np.zeros((3, 2)), shard_rows=bad)
+    with pytest.raises(ValueError, match=re.escape("no columns, shape (3, 0)")):
+        array_source(np.zeros((3, 0)))
 
 
 # ----------------------------------------------------------------------------- custom sources
