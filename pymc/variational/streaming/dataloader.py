@@ -361,19 +361,19 @@ class DataLoader:
         seed : int, optional
             Shuffle seed; defaults to :meth:`resolve_seed`.
         """
-        rules = dict(rules or {})
+        whole: dict[int, LabelRule] = {}
         if self.fields is not None:
             field_dtypes = self.fields.dtypes(dtype)
             window = Fields.window_dtype(field_dtypes)
-            rules.update(self.fields.whole_columns(field_dtypes))
+            whole = self.fields.whole_columns(field_dtypes)
         else:
             if isinstance(dtype, Mapping):
                 raise TypeError("a dict of dtypes needs a loader with fields")
             window = np.dtype(dtype)
             if window.kind in "iu":
-                rules.update(
-                    dict.fromkeys(range(self.width), LabelRule(f"an {window} placeholder"))
-                )
+                whole = dict.fromkeys(range(self.width), LabelRule(f"an {window} placeholder"))
+        # A likelihood's rule (whole numbers in its support) is the stronger one: it stays.
+        rules = {**whole, **(rules or {})}
         decode = self._decode_dtype(window)
         return ReadPlan(
             source=self.source,

@@ -42,7 +42,12 @@ from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.exceptions import NotScalarConstantError
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.shape import Shape, Shape_i
-from pytensor.tensor.subtensor import Subtensor, indices_from_subtensor
+from pytensor.tensor.subtensor import (
+    AdvancedSubtensor,
+    AdvancedSubtensor1,
+    Subtensor,
+    indices_from_subtensor,
+)
 
 from pymc.variational.streaming.blocks import LabelRule
 from pymc.variational.streaming.dataloader import DataLoader
@@ -255,7 +260,40 @@ class Feed:
             elif x.dtype.startswith("float"):
                 bad = pt.any(pt.neq(x, pt.round(x)) | pt.lt(x, low) | pt.gt(x, high))
                 untraced.append((rv.name, pytensor_compile([], bad), rule.describe()))
+        for column, rule in self._index_rules().items():
+            traced.setdefault(column, rule)
         return traced, untraced
+
+    def _index_rules(self) -> dict[int, LabelRule]:
+        """Columns that index a variable (``a[g]``, ``a[batch[:, 0].astype(int)]``) must hold
+        0 .. its length - 1: a code of -1 (pandas' missing category) would count from the
+        end and pool its rows into the last group, silently."""
+        rules: dict[int, LabelRule] = {}
+        for var in ancestors(self.fed_observed()):
+            node = var.owner
+            if node is None or not isinstance(node.op, AdvancedSubtensor1 | AdvancedSubtensor):
+                continue
+            indexed, index = node.inputs[0], node.inputs[1]
+            if getattr(index, "ndim", None) != 1 or not index.dtype.startswith(("int", "uint")):
+                continue
+            columns = self._traced_columns(_uncast(index))
+            length = self._length(indexed) if columns else None
+            if length is None:
+                continue
+            what = f"the index of {indexed.name or 'a variable'!r} ({length} entries)"
+            rules.update(dict.fromkeys(columns, LabelRule(what, 0, length - 1)))
+        return rules
+
+    def _length(self, x) -> int | None:
+        """The length of ``x``'s first dimension when it does not depend on the data."""
+        if x.type.shape and x.type.shape[0] is not None:
+            return int(x.type.shape[0])
+        if set(self.placeholders.values()) & set(ancestors([x.shape[0]])):
+            return None
+        try:  # e.g. dims="county": a length held by the model's coords
+            return int(pytensor_compile([], x.shape[0])())
+        except Exception:
+            return None
 
     def check_labels(self, untraced: list[tuple[str, Callable[[], bool], str]]) -> None:
         """Run the ``untraced`` checks of :meth:`label_rules` on the batch in the placeholders."""

@@ -591,3 +591,53 @@ def test_one_shard_holding_most_rows_warns_that_shuffling_is_local(tmp_path):
 def test_flags_given_as_text_are_refused(name):
     with pytest.raises(TypeError, match=f"{name} must be True or False, got 'no'"):
         DataLoader(array_source(np.zeros((10, 2))), batch_size=2, **{name: "no"})
+
+
+@pytest.mark.parametrize("code", [-1, 5], ids=["pandas-missing-code", "one-past-the-end"])
+@pytest.mark.parametrize("form", ["column", "int-field", "dims"])
+def test_a_group_code_outside_the_groups_is_named_not_pooled(code, form):
+    # pandas' cat.codes gives -1 to a missing category: a[-1] would silently be the last
+    # group, and a code of J a bare IndexError (or a misleading short-batch message).
+    rng = np.random.default_rng(0)
+    J, B = 5, 200
+    g = rng.integers(0, J, 4000).astype(float)
+    g[1234] = code
+    rows = np.column_stack([g, rng.normal(size=4000)])
+    fields = {"g": "g", "y": "y"} if form == "int-field" else None
+    loader = DataLoader(array_source(rows, columns=["g", "y"]), batch_size=B, fields=fields)
+    coords = {"group": [f"g{j}" for j in range(J)]}
+    with pm.Model(coords=coords) as model:
+        a = pm.Normal("a", 0, 10, **({"dims": "group"} if form == "dims" else {"shape": J}))
+        if form == "int-field":
+            index, y = pm.Data("g", np.zeros(B, dtype="int64")), pm.Data("y", np.zeros(B))
+        else:
+            batch = pm.Data("batch", np.zeros((B, 2)))
+            index, y = batch[:, 0].astype("int64"), batch[:, 1]
+        pm.Normal("obs", a[index], 1, observed=y, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, data_name=None if fields else "batch", model=model)
+    match = (
+        rf"column 'g' holds {float(code)} at row 1234 .*the index of 'a' \(5 entries\).*from 0 to 4"
+    )
+    with pytest.raises(ValueError, match=match):
+        trainer.fit(50)
+
+
+def test_an_int_label_field_keeps_the_likelihoods_support_check():
+    # An int32 placeholder's "whole numbers" rule replaced the Bernoulli's 0..1: a label of
+    # 2 then surfaced only where the loss was computed, or not at all.
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.normal(size=4000), rng.integers(0, 2, 4000)])
+    rows[5, 1] = 2.0
+    loader = DataLoader(
+        array_source(rows, columns=["x", "label"]),
+        batch_size=200,
+        shuffle=False,
+        fields={"X": ["x"], "y": "label"},
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0, 2, shape=2)
+        X, y = pm.Data("X", np.zeros((200, 1))), pm.Data("y", np.zeros(200, dtype="int32"))
+        pm.Bernoulli("click", logit_p=b[0] + X[:, 0] * b[1], observed=y, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, data_name=None, model=model, log_every_n_steps=10)
+    with pytest.raises(ValueError, match=r"'label' holds 2\.0 at row 5 .*'click'.*from 0 to 1"):
+        trainer.fit(100)
