@@ -229,6 +229,10 @@ class ControlVariateKL(KL):
         return loss + extra / approx.symbolic_normalizing_constant
 
 
+#: More steps than this many averaging windows: the drift is travel, not noise.
+_TRAVELLING = 20
+
+
 @dataclass(frozen=True)
 class ConvergenceReport:
     """What :class:`DriftMonitor` concluded at the end of a fit.
@@ -264,6 +268,17 @@ class ConvergenceReport:
             return (
                 head + f"The check needs at least {self.more_steps:,d} more steps to judge, and "
                 f"the fit may be far from the optimum until then {tail}."
+            )
+        if self.more_steps > _TRAVELLING * (self.window[1] - self.window[0]):
+            # Noise would shrink within a few windows: this much drift is the means still
+            # travelling, at a step size that has decayed; more steps would barely move them.
+            return (
+                head + "The means are still travelling towards the optimum, too far for the "
+                "decayed step size to finish the way. Put the data on a unit scale (standardize "
+                "features with column_stats(...).standardizer(), centre a Normal likelihood's "
+                "data), or start again with a longer constant-step phase, e.g. "
+                "Convergence(decay_after=10_000, average_after=15_000) (trainer.convergence_report "
+                "has the measures)."
             )
         return (
             head + f"About {self.more_steps:,d} more steps are needed if what remains is noise; "
@@ -357,7 +372,7 @@ class DriftMonitor:
             )
         # Reported values that are not the window's average jitter with the step size.
         offset = np.abs(mean - stack[:, :d].mean(axis=0)) / sd
-        if offset.max() > s.tolerance_mean:
+        if not self.averaging and offset.max() > s.tolerance_mean:
             reasons.append(
                 f"the reported means are {offset.max():.2f} sd from the average of the iterates "
                 f"(variable {int(offset.argmax())}): average them (Convergence) or lower the step size"

@@ -94,6 +94,17 @@ def make_inference(
 ) -> Inference:
     """The inference object for ``method`` (a name or one already built)."""
     if isinstance(method, Inference):
+        own = method.approx.model
+        if model is not None and model is not own:
+            raise ValueError(
+                "model= names another model than the one the Inference instance was built on "
+                f"({type(method).__name__}(model=...)): it would fit its own. Pass one of them"
+            )
+        if inf_kwargs or start is not None:
+            raise ValueError(
+                "inf_kwargs= and start= configure an inference the Trainer builds; the "
+                f"{type(method).__name__} instance given is built already: pass them to it"
+            )
         return method
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(

@@ -183,6 +183,25 @@ def test_a_too_short_fit_says_how_many_more_steps(rows):
     assert trainer.convergence_report.converged and warned == []
 
 
+def test_a_fit_still_travelling_is_told_to_rescale_not_to_run_for_ever():
+    # A Normal mean thousands of posterior sd from the start: the decayed step
+    # size cannot travel that far. Extrapolating the drift as noise asked for 3e9 steps.
+    rng = np.random.default_rng(0)
+    y = rng.normal(50.0, 1.0, 20_000)
+    loader = DataLoader(array_source(y[:, None]), batch_size=500, seed=0)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 100)
+        batch = pm.Data("batch", np.zeros((500, 1)))
+        pm.Normal("obs", mu, 1.0, observed=batch[:, 0], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    approx, warned = fit_quietly(trainer, 6000)
+    exact_sd = (1 / (1 / 100**2 + len(y))) ** 0.5
+    assert abs(approx.mean.eval()[0] - y.mean()) / exact_sd > 100  # far, and
+    assert len(warned) == 1 and "still travelling" in warned[0]  # told why and what to do
+    assert "standardize" in warned[0] and "trainer.fit(" not in warned[0]
+    assert "average them" not in warned[0]  # it averages already
+
+
 @pytest.fixture(scope="module")
 def small_rows():
     return logistic_rows(20_000, seed=2)

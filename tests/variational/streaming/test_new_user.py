@@ -641,3 +641,27 @@ def test_an_int_label_field_keeps_the_likelihoods_support_check():
     trainer = Trainer(dataloader=loader, data_name=None, model=model, log_every_n_steps=10)
     with pytest.raises(ValueError, match=r"'label' holds 2\.0 at row 5 .*'click'.*from 0 to 1"):
         trainer.fit(100)
+
+
+def test_an_inference_instance_and_another_model_are_refused():
+    # The Trainer fits the instance's model; model= would only have chosen the placeholders
+    # it fills, so the fitted model's own placeholder would have kept its zeros.
+    loader = DataLoader(
+        array_source(np.random.default_rng(0).normal(size=(400, 2))), batch_size=100
+    )
+
+    def build():
+        with pm.Model() as model:
+            b = pm.Normal("b", 0, 1, shape=2)
+            batch = pm.Data("batch", np.zeros((100, 2)))
+            pm.Normal(
+                "y", b[0] + b[1] * batch[:, 0], 1, observed=batch[:, 1], total_size=len(loader)
+            )
+        return model
+
+    first, second = build(), build()
+    with pytest.raises(ValueError, match="model= names another model than the one the Inference"):
+        Trainer(pm.ADVI(model=first), dataloader=loader, model=second)
+    with pytest.raises(ValueError, match="inf_kwargs= and start= configure an inference"):
+        Trainer(pm.ADVI(model=first), dataloader=loader, start={"b": np.zeros(2)})
+    assert Trainer(pm.ADVI(model=first), dataloader=loader, model=first).model is first
