@@ -97,7 +97,8 @@ def iter_blocks(plan: ReadPlan, epoch: int, skip: int = 0) -> Iterator[np.ndarra
         if shard.num_rows is not None and seen != shard.num_rows:
             raise ValueError(
                 f"{shard.name}: the source announced {shard.num_rows} rows but {seen} were read; "
-                "the file changed after the loader was built (build the source again)"
+                "the file changed after the loader was built (build the source again), or a "
+                "row count given to the source (e.g. csv_source(num_rows=...)) is wrong"
             )
 
 

@@ -291,9 +291,14 @@ class DataLoader:
     # --------------------------------------------------------------- sizes and facts
     def __len__(self) -> int:
         if self.total_size is None:
+            why = (
+                "total_size=None was given"
+                if self.num_rows is not None
+                else "the source cannot count its rows and total_size=None"
+            )
             raise TypeError(
-                "len(loader) is unknown: the source cannot count its rows and total_size=None. "
-                "Pass total_size=<number of rows> to the DataLoader."
+                f"len(loader) is unknown: {why}. Pass total_size=<number of rows> (or "
+                '"auto" for a source that counts them) to the DataLoader.'
             )
         return self.total_size
 
@@ -373,7 +378,10 @@ class DataLoader:
             if window.kind in "iu":
                 whole = dict.fromkeys(range(self.width), LabelRule(f"an {window} placeholder"))
         # A likelihood's rule (whole numbers in its support) is the stronger one: it stays.
-        rules = {**whole, **(rules or {})}
+        given, rules = rules or {}, dict(whole)
+        for j, rule in given.items():
+            through = f" (through {whole[j].feeds})" if j in whole else ""
+            rules[j] = dataclasses.replace(rule, feeds=rule.feeds + through)
         decode = self._decode_dtype(window)
         return ReadPlan(
             source=self.source,

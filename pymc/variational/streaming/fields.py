@@ -49,11 +49,13 @@ class Fields:
         for field, columns in spec.items():
             single = isinstance(columns, str)
             columns = [columns] if single else list(columns)
+            if not columns:
+                raise ValueError(f"field {field!r} lists no column; give it one or more")
             missing = [c for c in columns if c not in self.column_names]
-            if missing or not columns:
+            if missing:
                 raise KeyError(
-                    f"field {field!r} names column {missing[0] if missing else None!r}, which the "
-                    f"rows do not have; available columns: {self.column_names}"
+                    f"field {field!r} names column {missing[0]!r}, which the rows do not have; "
+                    f"available columns: {self.column_names}"
                 )
             index = np.array([self.column_names.index(c) for c in columns])
             self.index[field] = (index, () if single else (len(columns),))

@@ -27,7 +27,7 @@ import os
 import re
 import zlib
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -349,7 +349,17 @@ def resolve_files(
         ``"parquet"`` or ``"csv"``, for error messages.
     """
     register_secrets(storage_options)
-    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    if isinstance(path, str | os.PathLike):
+        paths = [path]
+    elif isinstance(path, Iterable) and not isinstance(path, bytes | bytearray):
+        paths = list(path)
+    else:
+        paths = None
+    if paths is None or not all(isinstance(p, str | os.PathLike) for p in paths):
+        raise TypeError(
+            f"{kind}_source takes a path (str or pathlib.Path), a URL, a glob or a list of "
+            f"those, got {path!r}"
+        )
     if not paths:
         raise ValueError(f"{kind}_source got an empty list of paths")
     fs = None

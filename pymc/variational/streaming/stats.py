@@ -82,6 +82,12 @@ class ColumnStats:
                 f"standardizer: no column {unknown[0]!r}; the statistics cover {self.columns}"
             )
         index = np.array([self.columns.index(c) for c in names], dtype=int)
+        empty = [c for c, n in zip(names, self.count[index]) if n == 0]
+        if empty:
+            raise ValueError(
+                f"standardizer: column {empty[0]!r} holds no value (every row is missing), so it "
+                "has no mean nor sd; leave it out with columns=[...]"
+            )
         constant = [c for c, s in zip(names, self.sd[index]) if not s > 0]
         if constant:
             raise ValueError(
@@ -160,4 +166,5 @@ def column_stats(
     )
     with np.errstate(invalid="ignore", divide="ignore"):
         sd = np.sqrt(np.where(count > 0, m2 / np.maximum(count, 1), np.nan))
-    return ColumnStats(names, count, missing, total_mean, sd, low, high)
+    mean = np.where(count > 0, total_mean, np.nan)  # a column with no value has no mean
+    return ColumnStats(names, count, missing, mean, sd, low, high)

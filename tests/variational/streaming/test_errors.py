@@ -35,6 +35,7 @@ from pymc.variational.streaming import (
     DataLoader,
     Trainer,
     array_source,
+    column_stats,
     csv_source,
     parquet_source,
 )
@@ -253,6 +254,28 @@ def null_in_parquet(tmp_path):
 def inf_in_csv(tmp_path):
     (tmp_path / "data.csv").write_text("a,b\n1,2\n3,inf\n")
     epoch(DataLoader(csv_source(tmp_path / "data.csv"), batch_size=2))
+
+
+def wrong_csv_row_count(tmp_path):
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n3,4\n")
+    epoch(DataLoader(csv_source(tmp_path / "data.csv", num_rows=3), batch_size=2))
+
+
+def path_of_wrong_type(tmp_path):
+    parquet_source(None)
+
+
+def empty_field(tmp_path):
+    DataLoader(array_source(np.zeros((4, 2)), columns=["a", "b"]), batch_size=2, fields={"X": []})
+
+
+def len_without_total_size(tmp_path):
+    len(DataLoader(array_source(np.zeros((4, 2))), batch_size=2, total_size=None))
+
+
+def standardize_a_column_without_values(tmp_path):
+    X = np.column_stack([np.full(4, np.nan), np.arange(4.0)])
+    column_stats(array_source(X, columns=["a", "b"])).standardizer()
 
 
 def sample_shape_mismatch(tmp_path):
@@ -528,6 +551,33 @@ CASES = [
     ),
     pytest.param(
         inf_in_csv, ValueError, all_of(name("data.csv"), "column 'b'", r"\binf\b"), id="inf-in-csv"
+    ),
+    pytest.param(
+        wrong_csv_row_count,
+        ValueError,
+        all_of(
+            name("data.csv"), "announced 3 rows but 2 were read", r"num_rows=\.\.\.\)\) is wrong"
+        ),
+        id="csv-num-rows-wrong",
+    ),
+    pytest.param(
+        path_of_wrong_type,
+        TypeError,
+        "parquet_source takes a path .* got None",
+        id="path-of-wrong-type",
+    ),
+    pytest.param(empty_field, ValueError, "field 'X' lists no column", id="empty-field"),
+    pytest.param(
+        len_without_total_size,
+        TypeError,
+        r"len\(loader\) is unknown: total_size=None was given",
+        id="len-without-total-size",
+    ),
+    pytest.param(
+        standardize_a_column_without_values,
+        ValueError,
+        "column 'a' holds no value \\(every row is missing\\)",
+        id="standardize-empty-column",
     ),
     # --- shapes and transforms
     pytest.param(
