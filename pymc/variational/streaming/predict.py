@@ -24,13 +24,14 @@ import numpy as np
 import pytensor.tensor as pt
 
 from pymc.distributions.moments.means import mean as distribution_mean
+from pymc.exceptions import UndefinedMomentException
 from pymc.pytensorf import compile as pytensor_compile
 from pytensor.graph.traversal import ancestors
 
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed, likelihood_of
 
-__all__ = ["predict"]
+__all__ = ["PlaceholderFiller", "predict", "warn_untransformed"]
 
 
 def _output_node(feed: Feed, name: str):
@@ -50,6 +51,12 @@ def _output_node(feed: Feed, name: str):
                 f"the expected value of {name!r}'s likelihood is not known to pymc; predict a "
                 f"pm.Deterministic of its mean instead: {err}"
             ) from None
+        except UndefinedMomentException as err:
+            # A Categorical's labels have no mean: its class probabilities do.
+            raise ValueError(
+                f"{name!r}'s likelihood has no expected value ({err}); predict a "
+                "pm.Deterministic instead, such as its probabilities or its linear predictor"
+            ) from None
     else:
         node = var
     if not set(feed.placeholders.values()) & set(ancestors([node])):
@@ -60,61 +67,124 @@ def _output_node(feed: Feed, name: str):
     return node
 
 
-class _Filler:
-    """Builds the placeholders' values from a prediction loader's batches: columns and
-    fields matched by name, and those the predictions do not read filled with zeros
-    (labels, which new data does not have)."""
+def warn_untransformed(
+    train: DataLoader, loader: DataLoader, loader_name: str, stacklevel: int = 2
+) -> None:
+    """Warn when the Trainer's loader transforms its rows and ``loader`` does not.
 
-    def __init__(self, feed: Feed, loader: DataLoader, nodes):
+    Parameters
+    ----------
+    train : DataLoader
+        The Trainer's loader.
+    loader : DataLoader
+        The loader of other rows (to predict for, or held out).
+    loader_name : str
+        How the warning names ``loader``.
+    stacklevel : int, default 2
+        As for :func:`warnings.warn`, counted from the caller of this function.
+    """
+    if train.transform is not None and loader.transform is None:
+        warnings.warn(
+            f"the Trainer's DataLoader transforms its rows (transform=...) and {loader_name} "
+            "does not, so the model sees rows unlike those it was fitted on: pass the same "
+            f"transform to {loader_name}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _field_columns(loader: DataLoader, field: str) -> list[str]:
+    return [loader.column_names[j] for j in loader.fields.index[field][0]]
+
+
+class PlaceholderFiller:
+    """Builds the placeholders' values from the batches of a loader other than the
+    Trainer's: columns, and the columns of each field, matched by name, and those that
+    ``nodes`` do not read filled with zeros (labels, which new data does not have).
+
+    Parameters
+    ----------
+    feed : Feed
+        The Trainer's placeholders.
+    loader : DataLoader
+        The other loader.
+    nodes : list of TensorVariable
+        What is computed from the placeholders; the columns they read must be given.
+    loader_name : str, default "the prediction loader"
+        How errors name ``loader``.
+    reader : str, default "the predictions read"
+        How errors say what reads a missing column.
+    """
+
+    def __init__(
+        self,
+        feed: Feed,
+        loader: DataLoader,
+        nodes,
+        loader_name: str = "the prediction loader",
+        reader: str = "the predictions read",
+    ):
         train = feed.loader
         used = feed.columns_read(nodes)
         self.feed = feed
         self.fields = loader.fields
         if train.fields is not None:
             if loader.fields is None:
-                raise ValueError(
-                    "the Trainer's loader has fields; the prediction loader needs fields too"
-                )
+                raise ValueError(f"the Trainer's loader has fields; {loader_name} needs fields too")
             missing = [f for f in train.fields if f not in loader.fields]
             needed = [f for f in missing if used[f] != set()]
             if needed:
                 raise ValueError(
-                    f"the prediction loader has no field {needed[0]!r}, which the predictions read; "
+                    f"{loader_name} has no field {needed[0]!r}, which {reader}; "
                     f"it has {list(loader.fields)}"
                 )
+            #: ``{field: positions of the Trainer's columns in the given field}`` of the
+            #: fields whose columns come in another order.
+            self.order: dict[str, np.ndarray] = {}
             for f in train.fields:
-                if f in loader.fields and loader.fields.shapes[f] != train.fields.shapes[f]:
+                if f not in loader.fields:
+                    continue
+                want, have = _field_columns(train, f), _field_columns(loader, f)
+                if sorted(want) != sorted(have):
+                    lacking = [c for c in want if c not in have]
+                    lack = f" (it lacks {lacking})" if lacking else ""
                     raise ValueError(
-                        f"field {f!r} has rows of shape {loader.fields.shapes[f]} in the prediction "
-                        f"loader and {train.fields.shapes[f]} in the Trainer's"
+                        f"field {f!r} has columns {have} in {loader_name} and {want} in the "
+                        f"Trainer's{lack}: a field needs the same columns, in any order"
                     )
+                if loader.fields.shapes[f] != train.fields.shapes[f]:
+                    raise ValueError(
+                        f"field {f!r} has rows of shape {loader.fields.shapes[f]} in "
+                        f"{loader_name} and {train.fields.shapes[f]} in the Trainer's"
+                    )
+                if have != want:
+                    self.order[f] = np.array([have.index(c) for c in want])
             self.missing_fields = missing
             return
         if loader.fields is not None:
-            raise ValueError(
-                "the Trainer's loader has no fields; the prediction loader must not have any"
-            )
+            raise ValueError(f"the Trainer's loader has no fields; {loader_name} must not have any")
         names, have = list(train.column_names), list(loader.column_names)
         if have == names and loader.sample_shape == train.sample_shape:
             self.columns = None
             return
-        if len(train.sample_shape) != 1:
+        if len(train.sample_shape) != 1 or len(loader.sample_shape) != 1:
             raise ValueError(
-                f"the prediction loader's columns {have} differ from the Trainer's {names}; with "
-                f"sample_shape={train.sample_shape} they must be the same"
+                f"the columns {have} of {loader_name} (sample_shape={loader.sample_shape}) differ "
+                f"from the Trainer's {names} (sample_shape={train.sample_shape}); unless both are "
+                "rows of one dimension they must be the same"
             )
         read = next(iter(used.values()))
         absent = [j for j, c in enumerate(names) if c not in have]
         needed = [names[j] for j in absent if read is None or j in read]
         if needed:
             raise ValueError(
-                f"the prediction loader has no column {needed[0]!r}, which the predictions read; "
-                f"it has {have}"
+                f"{loader_name} has no column {needed[0]!r}, which {reader}; it has {have}"
             )
-        #: ``(placeholder column, prediction column)`` of every column given.
+        #: ``(placeholder column, given column)`` of every column given.
         self.columns = [(j, have.index(c)) for j, c in enumerate(names) if c in have]
 
     def dtype(self):
+        """dtype the loader should produce: the placeholder's, or a dict by given field."""
         if self.fields is None:
             return self.feed.dtype
         return {f: d for f, d in self.feed.dtype.items() if f in self.fields}
@@ -124,6 +194,8 @@ class _Filler:
         if self.fields is not None:
             rows = len(next(iter(batch.values())))
             values = dict(batch)
+            for f, order in self.order.items():
+                values[f] = np.ascontiguousarray(values[f][:, order])
             for f in self.missing_fields:
                 var = self.feed.placeholders[f]
                 values[f] = np.zeros((rows, *var.get_value(borrow=True).shape[1:]), var.dtype)
@@ -155,18 +227,12 @@ def predict(
         var_names = [var_names]
     if not var_names:
         raise ValueError("var_names must name at least one variable to predict")
-    if not isinstance(draws, int) or draws < 1:
+    if not isinstance(draws, int | np.integer) or isinstance(draws, bool) or draws < 1:
         raise ValueError(f"draws must be a positive integer, got {draws!r}")
-    if feed.loader.transform is not None and dataloader.transform is None:
-        warnings.warn(
-            "the Trainer's DataLoader transforms its rows (transform=...) and this one does "
-            "not, so the predictions see rows unlike those the model was fitted on: pass the "
-            "same transform to the DataLoader of the rows to predict for",
-            UserWarning,
-            stacklevel=3,
-        )
+    draws = int(draws)
+    warn_untransformed(feed.loader, dataloader, "the prediction loader", stacklevel=3)
     nodes = [_output_node(feed, name) for name in var_names]
-    filler = _Filler(feed, dataloader, nodes)
+    filler = PlaceholderFiller(feed, dataloader, nodes)
     outputs = []
     for node in nodes:
         samples = approx.sample_node(node, size=draws)  # (draws, rows, ...)

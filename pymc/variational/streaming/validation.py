@@ -30,6 +30,7 @@ import pymc as pm
 
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed, likelihood_of
+from pymc.variational.streaming.predict import PlaceholderFiller, warn_untransformed
 
 __all__ = ["EarlyStopping", "HeldOutScore", "Validation"]
 
@@ -50,29 +51,32 @@ class HeldOutScore:
     feed : Feed
         The placeholders that the training loader fills.
     dataloader : DataLoader
-        Held-out rows, read one full epoch per evaluation (storage order is fine).
+        Held-out rows, read one full epoch per evaluation (storage order is fine). Its
+        columns (or the columns of its fields) are matched to the training loader's by name,
+        in any order.
     draws : int, default 100
         Posterior draws ``S`` per evaluation.
     """
 
     def __init__(self, approx, feed: Feed, dataloader: DataLoader, draws: int = 100):
-        train = feed.loader
-        if dataloader.fields != train.fields or (
-            dataloader.fields is None and dataloader.sample_shape != train.sample_shape
-        ):
-            raise ValueError(
-                "val_dataloader must yield batches shaped like the training loader's: "
-                f"sample_shape {dataloader.sample_shape} / fields {dataloader.field_shapes} against "
-                f"{train.sample_shape} / {train.field_shapes}"
-            )
+        # Built now, compiled on first use: the columns they read must be in the rows.
+        self._row_logps = [
+            pm.logp(likelihood_of(rv), feed.model.rvs_to_values[rv]) for rv in feed.fed_observed()
+        ]
+        # Columns matched by name, as predict() does: by position, columns in another order
+        # would be scored silently wrong.
+        self._filler = PlaceholderFiller(
+            feed, dataloader, self._row_logps, "val_dataloader", "the held-out score reads"
+        )
+        # Counted to the user who built the Trainer (HeldOutScore, Validation, Trainer).
+        warn_untransformed(feed.loader, dataloader, "val_dataloader", stacklevel=4)
         self.approx, self.feed, self.dataloader, self.draws = approx, feed, dataloader, int(draws)
         self._fn: Callable | None = None
 
     def _compile(self) -> Callable:
         model, approx = self.feed.model, self.approx
         scores = []
-        for rv in self.feed.fed_observed():
-            row_logp = pm.logp(likelihood_of(rv), model.rvs_to_values[rv])
+        for row_logp in self._row_logps:
             draws = approx.sample_node(row_logp, size=self.draws)  # (draws, *rows)
             lpd = pt.logsumexp(draws, axis=0) - math.log(self.draws)
             scores.append(pt.mean(lpd))
@@ -95,9 +99,9 @@ class HeldOutScore:
         set_batch = self.feed.setter()
         total, rows = 0.0, 0
         try:
-            for batch in self.dataloader.iter_epoch(0, dtype=self.feed.dtype):
-                n = len(batch if self.feed.single is not None else next(iter(batch.values())))
-                set_batch(batch)
+            for batch in self.dataloader.iter_epoch(0, dtype=self._filler.dtype()):
+                values, n = self._filler(batch)
+                set_batch(values)
                 total += float(self._fn()) * n
                 rows += n
         finally:

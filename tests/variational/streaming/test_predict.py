@@ -13,6 +13,7 @@
 #   limitations under the License.
 """Trainer.predict: posterior predictive means over streamed rows, in storage order."""
 
+import re
 import warnings
 
 import numpy as np
@@ -201,3 +202,116 @@ def test_predicting_without_the_fitted_transform_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         trainer.predict(same, "click", draws=10, random_seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted_fields():
+    X, y = click_rows(2000)
+    loader = DataLoader(
+        array_source(np.column_stack([X[:, :2], y]), columns=["x1", "x2", "label"]),
+        batch_size=200,
+        fields={"X": ["x1", "x2"], "y": "label"},
+        seed=0,
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=3)
+        Xd = pm.Data("X", np.zeros((200, 2)))
+        yd = pm.Data("y", np.zeros(200))
+        logit = b[0] + pm.math.dot(Xd, b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=yd, total_size=len(loader))
+    trainer = Trainer(
+        dataloader=loader,
+        data_name=None,
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        obj_optimizer=pm.adam(learning_rate=0.05),
+    )
+    trainer.fit(300)
+    return trainer
+
+
+def field_rows(X, columns, field):
+    return DataLoader(array_source(X, columns=columns), batch_size=100, fields={"X": field})
+
+
+def test_field_columns_are_matched_by_name(fitted_fields):
+    X = new_rows(300)[:, :2]
+    mean = fitted_fields.approx.mean.eval()
+    assert abs(mean[1] - mean[2]) > 0.5  # swapped columns would change the predictions
+    kw = {"draws": 20, "random_seed": 4}
+    p = fitted_fields.predict(field_rows(X, ["x1", "x2"], ["x1", "x2"]), "click", **kw)
+    # The field lists its columns in another order; or the file stores them in another.
+    listed = fitted_fields.predict(field_rows(X, ["x1", "x2"], ["x2", "x1"]), "click", **kw)
+    stored = fitted_fields.predict(
+        field_rows(X[:, ::-1], ["x2", "x1"], ["x2", "x1"]), "click", **kw
+    )
+    np.testing.assert_allclose(listed["click"], p["click"], rtol=1e-12)
+    np.testing.assert_allclose(stored["click"], p["click"], rtol=1e-12)
+    logit = mean[0] + X @ mean[1:]
+    np.testing.assert_allclose(p["click"], 1 / (1 + np.exp(-logit)), atol=0.05)
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (
+            ["age", "income"],
+            "field 'X' has columns ['age', 'income'] in the prediction loader and ['x1', 'x2'] "
+            "in the Trainer's (it lacks ['x1', 'x2']): a field needs the same columns, in any "
+            "order",
+        ),
+        (
+            ["x1"],
+            "field 'X' has columns ['x1'] in the prediction loader and ['x1', 'x2'] in the "
+            "Trainer's (it lacks ['x2']): a field needs the same columns, in any order",
+        ),
+        (
+            ["x2", "x1", "age"],
+            "field 'X' has columns ['x2', 'x1', 'age'] in the prediction loader and ['x1', "
+            "'x2'] in the Trainer's: a field needs the same columns, in any order",
+        ),
+    ],
+    ids=["other", "missing", "extra"],
+)
+def test_a_field_of_other_columns_is_refused(fitted_fields, field, message):
+    columns = ["age", "income"] if "income" in field else ["x1", "x2", "age"]
+    loader = field_rows(new_rows(100)[:, : len(columns)], columns, field)
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        fitted_fields.predict(loader, "click")
+
+
+def categorical_trainer():
+    """An unfitted Trainer of a Categorical, and 150 rows of its feature to predict for."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    data = np.column_stack([x, rng.integers(0, 3, 400)])
+    loader = DataLoader(array_source(data, columns=["x", "c"]), batch_size=100, seed=0)
+    with pm.Model() as model:
+        w = pm.Normal("w", 0.0, 1.0, shape=3)
+        batch = pm.Data("batch", np.zeros((100, 2)))
+        eta = pm.Deterministic("eta", batch[:, 0][:, None] * w[None, :])
+        pm.Categorical("c", logit_p=eta, observed=batch[:, 1], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    return trainer, DataLoader(array_source(x[:150, None], columns=["x"]), batch_size=100)
+
+
+def test_an_observed_variable_without_a_mean_gets_the_hint():
+    trainer, rows = categorical_trainer()
+    message = (
+        "'c''s likelihood has no expected value (The mean of the Categorical distribution is "
+        "undefined); predict a pm.Deterministic instead, such as its probabilities or its "
+        "linear predictor"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        trainer.predict(rows, "c")
+
+
+def test_draws_may_be_a_numpy_integer():
+    trainer, rows = categorical_trainer()
+    a = trainer.predict(rows, "eta", draws=np.int64(7), random_seed=0)["eta"]
+    b = trainer.predict(rows, "eta", draws=7, random_seed=0)["eta"]
+    assert a.shape == (150, 3)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"^draws must be a positive integer, got True$"):
+        trainer.predict(rows, "eta", draws=True)

@@ -11,6 +11,9 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
+import re
+import warnings
+
 import numpy as np
 import pytest
 
@@ -238,9 +241,121 @@ def test_bad_validation_arguments(kwargs, error, match):
 def test_val_loader_must_match_the_batches():
     _, _, train, _, model = normal_setup()
     wide = DataLoader(array_source(np.zeros((10, 2))), batch_size=5)
-    with pytest.raises(
-        ValueError, match="val_dataloader must yield batches shaped like the training loader's"
-    ):
+    message = (
+        "the columns ['x0', 'x1'] of val_dataloader (sample_shape=(2,)) differ from the "
+        "Trainer's ['x0'] (sample_shape=()); unless both are rows of one dimension they must "
+        "be the same"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         Trainer(dataloader=train, model=model, val_dataloader=wide)
     with pytest.raises(ValueError, match='monitor must be "val_lpd" or "loss"'):
         EarlyStopping("accuracy")
+
+
+def regression_setup(transform=None, fields=None):
+    """A linear regression on columns ``x``, ``y`` (or fields ``X``, ``y``), fitted briefly."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1200, 2))
+    y = 0.5 + x @ np.array([1.5, -0.8]) + rng.normal(0.0, 0.5, size=1200)
+    rows = np.column_stack([x, y])
+    columns = ["x1", "x2", "y"]
+    train = DataLoader(
+        array_source(rows[:800], columns=columns),
+        batch_size=200,
+        seed=0,
+        transform=transform,
+        fields=fields,
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 2.0, shape=3)
+        if fields is None:
+            batch = pm.Data("batch", np.zeros((200, 3)))
+            X, Y = batch[:, :2], batch[:, 2]
+        else:
+            X, Y = pm.Data("X", np.zeros((200, 2))), pm.Data("y", np.zeros(200))
+        pm.Normal("y_obs", b[0] + pm.math.dot(X, b[1:]), 0.5, observed=Y, total_size=len(train))
+    trainer = Trainer(
+        dataloader=train,
+        data_name=None if fields else "batch",
+        model=model,
+        random_seed=1,
+        progressbar=False,
+        convergence=None,
+        obj_optimizer=pm.adam(learning_rate=0.05),
+    )
+    trainer.fit(300)
+    return trainer, rows[800:]
+
+
+def held_out(rows, order, **kwargs):
+    """Held-out ``rows`` (columns x1, x2, y) stored with their columns in ``order``."""
+    index = [["x1", "x2", "y"].index(c) for c in order]
+    return DataLoader(
+        array_source(rows[:, index], columns=order), batch_size=100, shuffle=False, **kwargs
+    )
+
+
+def test_held_out_columns_are_matched_by_name():
+    trainer, rows = regression_setup()
+    mean = trainer.approx.mean.eval()
+    resid = rows[:, 2] - mean[0] - rows[:, :2] @ mean[1:]
+    plug_in = normal_logpdf(resid, 0.0, 0.25).mean()
+
+    def score(order):
+        val = held_out(rows, order)
+        return HeldOutScore(trainer.approx, trainer.feed, val, draws=50)(seed=(1, 2))
+
+    same = score(["x1", "x2", "y"])
+    # Near the plug-in score of the fitted means: the held-out rows are scored as rows.
+    assert abs(same - plug_in) < 0.1
+    np.testing.assert_allclose(score(["y", "x1", "x2"]), same, rtol=1e-12)
+    np.testing.assert_allclose(score(["x2", "x1", "y"]), same, rtol=1e-12)
+    renamed = DataLoader(array_source(rows, columns=["x1", "income", "y"]), batch_size=100)
+    message = (
+        "val_dataloader has no column 'x2', which the held-out score reads; it has "
+        "['x1', 'income', 'y']"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        HeldOutScore(trainer.approx, trainer.feed, renamed)
+
+
+def test_held_out_field_columns_are_matched_by_name():
+    fields = {"X": ["x1", "x2"], "y": "y"}
+    trainer, rows = regression_setup(fields=fields)
+
+    def score(order, fields):
+        val = held_out(rows, order, fields=fields)
+        return HeldOutScore(trainer.approx, trainer.feed, val, draws=50)(seed=(1, 2))
+
+    same = score(["x1", "x2", "y"], fields)
+    # Stored in another order, and listed in that order: by position, x1 and x2 would swap.
+    stored = score(["x2", "x1", "y"], {"X": ["x2", "x1"], "y": "y"})
+    np.testing.assert_allclose(stored, same, rtol=1e-12)
+    np.testing.assert_allclose(score(["x1", "x2", "y"], {"X": ["x2", "x1"], "y": "y"}), same)
+    val = held_out(rows, ["x1", "x2", "y"], fields={"X": ["x1", "y"], "y": "x2"})
+    message = (
+        "field 'X' has columns ['x1', 'y'] in val_dataloader and ['x1', 'x2'] in the "
+        "Trainer's (it lacks ['x2']): a field needs the same columns, in any order"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        HeldOutScore(trainer.approx, trainer.feed, val)
+
+
+def test_held_out_rows_without_the_training_transform_warn():
+    def shift(rows):
+        return rows + np.array([1.0, 0.0, 0.0])
+
+    trainer, rows = regression_setup(transform=shift)
+    message = (
+        "the Trainer's DataLoader transforms its rows (transform=...) and val_dataloader does "
+        "not, so the model sees rows unlike those it was fitted on: pass the same transform "
+        "to val_dataloader"
+    )
+    with pytest.warns(UserWarning, match=f"^{re.escape(message)}$") as record:
+        HeldOutScore(trainer.approx, trainer.feed, held_out(rows, ["x1", "x2", "y"]))
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        HeldOutScore(
+            trainer.approx, trainer.feed, held_out(rows, ["x1", "x2", "y"], transform=shift)
+        )
