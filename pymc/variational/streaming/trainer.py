@@ -30,7 +30,9 @@ from pymc.variational.approximations import Approximation
 from pymc.variational.inference import Inference
 
 from pymc.variational.streaming.checkpoint import (
+    check_identity,
     check_variables,
+    describe_identity,
     read_checkpoint,
     restore_variables,
     write_checkpoint,
@@ -38,7 +40,7 @@ from pymc.variational.streaming.checkpoint import (
 from pymc.variational.streaming.convergence import Convergence, ConvergenceReport
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
-from pymc.variational.streaming.guard import FiniteGuard
+from pymc.variational.streaming.guard import BatchCheck, FiniteGuard
 from pymc.variational.streaming.optimization import Optimization, make_inference
 from pymc.variational.streaming.predict import predict
 from pymc.variational.streaming.prefetch import BatchIterator
@@ -96,9 +98,9 @@ class Trainer:
     start : dict, optional
         Starting point of the approximation.
     val_dataloader : DataLoader, optional
-        Held-out rows. Every ``val_check_interval`` steps their mean log predictive
-        density under ``val_draws`` draws of the approximation is computed, recorded in
-        ``val_history`` and shown in the progress bar.
+        Held-out rows, their columns matched to the training loader's by name. Every
+        ``val_check_interval`` steps their mean log predictive density under ``val_draws``
+        draws of the approximation is recorded in ``val_history`` and shown in the bar.
     val_check_interval : int, default 1000
         Steps between validation checks.
     val_draws : int, default 100
@@ -193,6 +195,7 @@ class Trainer:
         self.feed = Feed(self.model, dataloader, data_name)
         self.feed.check_total_size()
         self._label_rules, self._untraced_labels = self.feed.label_rules()
+        self._check_batch = BatchCheck(self.feed, self._label_rules)  # for step(batch)
         #: Seed of the order of the batches (see ``DataLoader.resolve_seed``).
         self.data_seed = dataloader.resolve_seed(random_seed)
         self._steps_done = 0
@@ -278,6 +281,7 @@ class Trainer:
             "loader": self.dataloader.state_dict(),
             "validation": self.validation.state_dict(),
             "monitor": self._monitor.state_dict() if self._monitor is not None else None,
+            **describe_identity(self.model, self.dataloader.transform),
         }
         arrays = {"losses": self.losses}
         if self._monitor is not None:
@@ -294,6 +298,7 @@ class Trainer:
         meta, variables, extra = read_checkpoint(path)
         self.optimization.check_checkpoint(path, meta)
         check_variables(path, self._state_variables(), meta, variables)
+        check_identity(path, meta, self.model, self.dataloader.transform)
         self.dataloader.check_state_dict(meta["loader"])
         self.optimization.use_raw()
         restore_variables(path, self._state_variables(), meta, variables)
@@ -363,16 +368,20 @@ class Trainer:
 
     # ------------------------------------------------------------------ stepping
     def step(self, batch) -> float:
-        """Take one optimization step on ``batch`` and return its loss (NaN without one)."""
+        """One step on ``batch``, checked and recorded as by :meth:`fit`; returns its loss (NaN
+        without one) scaled to ``batch_size`` rows. A non-finite loss raises, rolling nothing back."""
         cycle = self.compile()
+        rows = self._check_batch(batch)
         self.optimization.use_raw()
         self.feed.setter()(self.feed.cast(batch))
         self.feed.check_labels(self._untraced_labels)
         fn, logs = cycle[(self._steps_done + 1) % len(cycle)]
-        out = fn()
+        loss = float(fn()) * (self.dataloader.batch_size / rows) if logs else math.nan
         self._steps_done += 1
+        self._record(np.array([loss]))
         self.optimization.show_averages()
-        return float(out) if logs else float("nan")
+        self._guard.check_step(self._state_variables, self._steps_done, loss, logs)
+        return loss
 
     def fit(
         self,
@@ -418,7 +427,6 @@ class Trainer:
             self.dataloader, self._position, self.feed.dtype, self._label_rules, self.data_seed
         )
         self.optimization.use_raw()
-        self._guard.watch(self._state_variables(), self._steps_done, self._position)
         show = self.progressbar if progressbar is None else progressbar
         losses = np.full(n, np.nan)
         self.stop_reason = None
@@ -427,7 +435,8 @@ class Trainer:
         # coordinates (pm.Data(..., dims=...)), and no buffer of the stream may stay in it.
         original = self.feed.values()
         kept = False  # persistent workers stay for the next fit unless a read was cut short
-        try:
+        try:  # the watch too: a state found non-finite still closes the stream
+            self._guard.watch(self._state_variables(), self._steps_done, self._position)
             with ProgressBar(show, n, self.dataloader.batch_size, self.score) as bar:
                 self._loop(cycle, stream, losses, list(callbacks or []), bar, n)
             kept = self.dataloader.persistent_workers

@@ -760,3 +760,141 @@ def test_svgd_is_reproducible_with_a_random_seed():
     np.testing.assert_array_equal(first, second)
     # The user's global generator is left as it was.
     np.testing.assert_array_equal(np.random.get_state()[1], after_seed)
+
+
+def small_logistic_trainer(**kwargs):
+    X, y, _ = logistic_data(400)
+    rows = np.column_stack([X, y])
+    loader = DataLoader(array_source(rows), batch_size=100, sample_shape=(6,), shuffle=False)
+    trainer = Trainer(
+        dataloader=loader,
+        model=logistic_model(loader, 100),
+        random_seed=1,
+        progressbar=False,
+        convergence=None,
+        **kwargs,
+    )
+    return rows, trainer
+
+
+def with_value(rows, row, column, value):
+    rows = rows[:100].copy()
+    rows[row, column] = value
+    return rows
+
+
+@pytest.mark.parametrize(
+    "batch, message",
+    [
+        (
+            lambda rows: with_value(rows, slice(None), 5, 2.0),
+            r"column 'x5' of the batch given to Trainer.step \(pm.Data 'batch'\) holds 2.0 at "
+            r"row 0, outside the support of observed variable 'click'.*whole numbers from 0 to 1",
+        ),
+        (
+            lambda rows: with_value(rows, 3, 1, np.nan),
+            r"column 'x1' of the batch given to Trainer.step \(pm.Data 'batch'\) holds nan at row 3",
+        ),
+        (lambda rows: with_value(rows, 7, 0, -np.inf), r"column 'x0' .* holds -inf at row 7"),
+        (
+            lambda rows: with_value(rows, 0, 5, 0.5),
+            r"column 'x5' .* holds non-whole numbers \(0.5 at row 0\), which cannot go into "
+            "observed variable 'click'",
+        ),
+        (
+            lambda rows: np.column_stack([rows[:100], rows[:100, :1]]),
+            r"for pm.Data 'batch' has shape \(100, 7\), but its rows have shape \(6,\)",
+        ),
+    ],
+    ids=["label-outside-support", "nan", "inf", "non-whole-label", "extra-column"],
+)
+def test_step_refuses_a_batch_that_a_fit_would_refuse(batch, message):
+    rows, trainer = small_logistic_trainer()
+    before = [p.get_value() for p in trainer.approx.params]
+    with pytest.raises(ValueError, match=message):
+        trainer.step(batch(rows))
+    # Refused before the step: nothing moved, nothing was recorded.
+    for param, value in zip(trainer.approx.params, before):
+        np.testing.assert_array_equal(param.get_value(), value)
+    assert trainer.state.step == 0 and trainer.losses.size == 0
+    assert np.isfinite(trainer.step(rows[:100]))
+
+
+def test_step_refuses_non_whole_values_for_an_integer_placeholder():
+    # Cast to int32, 0.7 would become a label of 0 without a word.
+    X, y, _ = logistic_data(400)
+    columns = [f"x{j}" for j in range(5)] + ["label"]
+    loader = DataLoader(
+        array_source(np.column_stack([X, y]), columns=columns),
+        batch_size=100,
+        fields={"X": columns[:5], "y": "label"},
+    )
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.5, shape=6)
+        X_data = pm.Data("X", np.zeros((100, 5)))
+        y_data = pm.Data("y", np.zeros(100, dtype="int32"))
+        logit = b[0] + pm.math.dot(X_data, b[1:])
+        pm.Bernoulli("click", logit_p=logit, observed=y_data, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, data_name=None, model=model, progressbar=False)
+    with pytest.raises(
+        ValueError,
+        match=r"column 'label' of the batch given to Trainer.step \(pm.Data 'y'\) holds non-whole "
+        r"numbers \(0.7 at row 0\), which cannot go into an int32 placeholder",
+    ):
+        trainer.step({"X": X[:100], "y": np.full(100, 0.7)})
+    with pytest.raises(ValueError, match=r"'label' .* holds 3 at row 0, outside the support"):
+        trainer.step({"X": X[:100], "y": np.full(100, 3)})
+    with pytest.raises(ValueError, match=r"needs a dict with an array for each field \['X', 'y'\]"):
+        trainer.step({"X": X[:100]})
+    assert trainer.state.step == 0
+    assert np.isfinite(trainer.step({"X": X[:100], "y": y[:100]}))
+
+
+@pytest.mark.filterwarnings("ignore:the fit has not converged:UserWarning")
+def test_step_records_its_loss_as_fit_does():
+    rows, fitted = small_logistic_trainer()
+    fitted.fit(3)
+    _, stepped = small_logistic_trainer()
+    returned = [stepped.step(rows[k * 100 : (k + 1) * 100]) for k in range(3)]
+    np.testing.assert_array_equal(stepped.losses, fitted.losses)
+    np.testing.assert_array_equal(stepped.approx.hist, fitted.approx.hist)
+    np.testing.assert_array_equal(stepped.losses, returned)
+    assert stepped.state.step == 3
+    # A short batch is scaled to batch_size rows, as the last batch of an epoch is in a fit.
+    half = stepped.step(rows[:50])
+    assert stepped.losses[-1] == half and len(stepped.approx.hist) == 4
+
+
+def test_a_diverging_step_raises_and_a_fit_refuses_its_non_finite_state():
+    y, loader = normal_loader(2000, batch_size=100)
+    trainer = Trainer(
+        dataloader=loader,
+        model=normal_model(loader),
+        random_seed=3,
+        progressbar=False,
+        obj_optimizer=pm.sgd(learning_rate=1e6),
+    )
+    with pytest.raises(FloatingPointError, match="No finite copy of the state was kept"):
+        for _ in range(20):
+            trainer.step(y[:100])
+    failed = trainer.state.step
+    assert not all(np.isfinite(p.get_value()).all() for p in trainer.approx.params)
+    # No snapshot of the NaN state is taken: a fit says so, rather than "rolling back" to it.
+    with pytest.raises(FloatingPointError) as info:
+        trainer.fit(10)
+    assert f"state of the fit after step {failed} already holds NaN or inf" in str(info.value)
+    assert "rolled back" not in str(info.value)
+    assert trainer.state.step == failed
+
+
+def test_a_fit_does_not_snapshot_a_state_made_non_finite_by_hand():
+    _, trainer = small_logistic_trainer()
+    rho = trainer.approx.params[1]
+    rho.set_value(np.full_like(rho.get_value(), np.nan))
+    with pytest.raises(
+        FloatingPointError,
+        match=r"state of the fit after step 0 already holds NaN or inf .* no finite state to "
+        "continue from or roll back to",
+    ):
+        trainer.fit(5)
+    assert trainer.state.step == 0 and trainer.losses.size == 0
