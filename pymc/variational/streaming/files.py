@@ -412,14 +412,14 @@ def _expand(
         if not files:
             raise FileNotFoundError(
                 f"{kind}_source: the pattern {shown!r} matches only directories, which hold "
-                f"no {' or '.join(suffixes) or 'data'} file"
+                f"no {_kinds(suffixes)} file"
             )
         return files
     if fs.isdir(root):
         found = _data_files(fs, root, suffixes)
         if not found:
             raise FileNotFoundError(
-                f"{kind}_source: the directory {shown!r} holds no {' or '.join(suffixes)} file"
+                f"{kind}_source: the directory {shown!r} holds no {_kinds(suffixes)} file"
             )
         return found
     try:  # not fs.exists(), which answers False to a server error as to a missing file
@@ -428,6 +428,13 @@ def _expand(
     except FileNotFoundError:
         pass  # raised below, unchained: the original may hold the URL's password
     raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
+
+
+def _kinds(suffixes: tuple[str, ...]) -> str:
+    """The file endings searched for, in words: ".csv or .tsv (compressed or not)"."""
+    plain = [s for s in suffixes if s.count(".") == 1]
+    packed = " (compressed or not)" if len(plain) < len(suffixes) else ""
+    return (" or ".join(plain) + packed) or "data"
 
 
 def _data_files(
