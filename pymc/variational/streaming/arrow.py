@@ -39,10 +39,9 @@ def check_numeric(field: pa.Field, where: str) -> None:
     t = field.type
     if pa.types.is_dictionary(t):
         t = t.value_type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t):
-        return
-    if pa.types.is_decimal(t):
-        return  # read as float64
+    numeric = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_decimal)
+    if any(is_numeric(t) for is_numeric in numeric):
+        return  # decimals are read as float64
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t):
         fix = f"Read it as integer codes with categorical=[{field.name!r}]"
     elif pa.types.is_temporal(t):

@@ -34,7 +34,7 @@ from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset
 from pymc.variational.streaming.order import ReadPlan
 from pymc.variational.streaming.retry import RetryPolicy
 
-__all__ = ["LabelRule", "apply_transform", "iter_blocks"]
+__all__ = ["LabelRule", "apply_transform", "check_rule", "iter_blocks"]
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ def _check_block(
         if not np.isfinite(np.add.reduce(block, axis=None)):
             _raise_non_finite(plan, block, shard, first_row)
     for j, rule in plan.rules.items():
-        _check_rule(plan.column_names[j], block[:, j], rule, shard, first_row)
+        where = f"{shard.name}: column {plan.column_names[j]!r}"
+        check_rule(block[:, j], rule, where, first_row, " of the shard")
     dtype = plan.stage_dtype
     if dtype.kind in "iub":
         info = np.iinfo(dtype) if dtype.kind != "b" else None
@@ -188,15 +189,20 @@ def _check_block(
     return block.astype(dtype, copy=False)
 
 
-def _check_rule(
-    name: str, column: np.ndarray, rule: LabelRule, shard: Shard, first_row: int
+def check_rule(
+    column: np.ndarray, rule: LabelRule, where: str, first_row: int = 0, of: str = ""
 ) -> None:
+    """Raise a ValueError for the first value of ``column`` that breaks ``rule``.
+
+    ``where`` names what holds the column (``"part-0.parquet: column 'label'"``), and a
+    row is numbered ``first_row + r`` followed by ``of`` (``" of the shard"``).
+    """
     fraction = column != np.round(column)
     if fraction.any():
         r = int(np.argmax(fraction))
         raise ValueError(
-            f"{shard.name}: column {name!r} holds non-whole numbers "
-            f"({float(column[r])!r} at row {first_row + r} of the shard), which cannot go into {rule.feeds}"
+            f"{where} holds non-whole numbers ({column[r].item()!r} at row {first_row + r}{of}), "
+            f"which cannot go into {rule.feeds}"
         )
     if (rule.low == -math.inf and rule.high == math.inf) or not len(column):
         return
@@ -204,8 +210,8 @@ def _check_rule(
     if outside.any():
         r = int(np.argmax(outside))
         raise ValueError(
-            f"{shard.name}: column {name!r} holds {float(column[r])!r} at row {first_row + r} of the "
-            f"shard, outside the support of {rule.feeds}, which takes {rule.describe()}"
+            f"{where} holds {column[r].item()!r} at row {first_row + r}{of}, outside the "
+            f"support of {rule.feeds}, which takes {rule.describe()}"
         )
 
 

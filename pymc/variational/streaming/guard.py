@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from pymc.variational.streaming.blocks import LabelRule
+from pymc.variational.streaming.blocks import LabelRule, check_rule
 
 __all__ = ["BatchCheck", "FiniteGuard"]
 
@@ -198,16 +198,4 @@ def _check_column(column: np.ndarray, rules: list[LabelRule], where: str) -> Non
             "DataLoader refuses it too): fill or drop missing values before the step"
         )
     for rule in rules:
-        if column.dtype.kind == "f" and (fraction := column != np.round(column)).any():
-            r = int(np.argmax(fraction))
-            raise ValueError(
-                f"{where} holds non-whole numbers ({float(column[r])!r} at row {r}), which "
-                f"cannot go into {rule.feeds}: they would be truncated"
-            )
-        outside = (column < rule.low) | (column > rule.high)
-        if outside.any():
-            r = int(np.argmax(outside))
-            raise ValueError(
-                f"{where} holds {column[r].item()!r} at row {r}, outside the support of "
-                f"{rule.feeds}, which takes {rule.describe()}"
-            )
+        check_rule(column, rule, where)  # as the loader checks a block
