@@ -358,7 +358,7 @@ def resolve_files(
     if paths is None or not all(isinstance(p, str | os.PathLike) for p in paths):
         raise TypeError(
             f"{kind}_source takes a path (str or pathlib.Path), a URL, a glob or a list of "
-            f"those, got {path!r}"
+            f"those, got {redact(repr(path))}"
         )
     if not paths:
         raise ValueError(f"{kind}_source got an empty list of paths")

@@ -168,3 +168,12 @@ def test_no_secret_in_any_output_or_file(hub, repos, tmp_path, monkeypatch, capl
     for text in record.texts:
         for secret in SECRETS:
             assert secret not in text, text[:2000]
+
+
+def test_a_path_of_the_wrong_type_is_shown_without_its_password():
+    # The TypeError repeats what it was given: a list holding a URL with a password.
+    with pytest.raises(
+        TypeError, match=r"got \['s3://reader:\*\*\*@bucket/x\.parquet', None\]"
+    ) as caught:
+        parquet_source([f"s3://reader:{PASSWORD}@bucket/x.parquet", None])
+    assert PASSWORD not in str(caught.value)
