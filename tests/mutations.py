@@ -506,6 +506,14 @@ MUTANTS = [
         (("test_new_user.py", "group_code_outside"),),
     ),
     Mutant(
+        "mixture-support-unknown",
+        "support_of knows no zero-inflated or hurdle likelihood (a negative count: NaN loss)",
+        "feeds.py",
+        "if isinstance(op, _BaseMixtureRV):",
+        "if False:",
+        (("test_new_user.py", "outside_the_support"),),
+    ),
+    Mutant(
         "int-placeholder-rule-replaces-support",
         "DataLoader.plan keeps an int placeholder's whole-number rule over a likelihood's",
         "dataloader.py",

@@ -31,11 +31,16 @@ from collections.abc import Callable
 import numpy as np
 import pytensor.tensor as pt
 
+from pymc.distributions.censored import CensoredRV
+from pymc.distributions.distribution import DiracDeltaRV
+from pymc.distributions.mixture import _BaseMixtureRV
+from pymc.distributions.truncated import TruncatedRV
 from pymc.model import Model
 from pymc.pytensorf import compile as pytensor_compile
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.traversal import ancestors
+from pytensor.graph.basic import Constant
+from pytensor.graph.traversal import ancestors, graph_inputs
 from pytensor.scalar import Cast
 from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
@@ -69,28 +74,63 @@ def likelihood_of(rv) -> object:
 
 
 def _constant(x) -> float | None:
+    """The value of ``x`` if it is one number known without data (a parameter given as a
+    constant, also after the ``expand_dims`` that distributions add)."""
     try:
         return float(get_underlying_scalar_constant_value(x))
     except NotScalarConstantError:
-        return None
+        pass
+    if all(isinstance(root, Constant) for root in graph_inputs([x])):
+        value = np.asarray(x.eval())
+        if value.size == 1:
+            return float(value.reshape(()))
+    return None
 
 
 def support_of(rv) -> tuple[float, float] | None:
     """``(lowest, highest)`` value of a discrete likelihood when known from its graph."""
-    base = likelihood_of(rv)
-    op = getattr(base.owner, "op", None)
-    if not isinstance(op, RandomVariable):
-        return None
-    name = op.name
+    return _support(likelihood_of(rv).owner)
+
+
+def _support(node) -> tuple[float, float] | None:
+    op = getattr(node, "op", None)
+    if isinstance(op, RandomVariable):
+        return _named_support(op.name, op.dist_params(node))
+    if isinstance(op, DiracDeltaRV):
+        c = _constant(node.inputs[-1])
+        return None if c is None else (c, c)
+    if isinstance(op, _BaseMixtureRV):  # zero-inflated and hurdle likelihoods, pm.Mixture
+        parts = [_support(c.owner) for c in node.inputs[2:]]
+        if not parts or None in parts:
+            return None
+        return min(p[0] for p in parts), max(p[1] for p in parts)
+    if isinstance(op, CensoredRV | TruncatedRV):
+        if isinstance(op, CensoredRV):
+            base = _support(node.inputs[0].owner)
+        else:  # the base's parameters follow the rng and size inputs
+            base = _named_support(getattr(op.base_rv_op, "name", None), node.inputs[2:-2])
+        if base is None:
+            return None
+        lower, upper = (_constant(x) for x in node.inputs[-2:])
+        # ceil and floor: a discrete value is whole, so a bound of 2.5 admits 3, not 2.5
+        lower = base[0] if lower is None else max(base[0], np.ceil(lower))
+        upper = base[1] if upper is None else min(base[1], np.floor(upper))
+        return float(lower), float(upper)
+    return None
+
+
+def _named_support(name, params) -> tuple[float, float] | None:
     if name in _SUPPORT:
         return _SUPPORT[name]
-    params = op.dist_params(base.owner)
     if name in ("binomial", "beta_binomial"):
         n = _constant(params[0])
         return (0, n if n is not None else math.inf)
     if name == "categorical":
         k = params[0].type.shape[-1]
         return (0, k - 1) if k is not None else (0, math.inf)
+    if name == "discrete_uniform":
+        lower, upper = (_constant(x) for x in params[:2])
+        return (-math.inf if lower is None else lower, math.inf if upper is None else upper)
     return None
 
 

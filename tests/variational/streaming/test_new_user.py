@@ -69,19 +69,47 @@ def test_pandas_csv_with_line_breaks_in_a_text_column(tmp_path):
     np.testing.assert_allclose(rows[order], np.column_stack([X, y])[np.argsort(X[:, 0])])
 
 
+def rate(b, batch):
+    return pm.math.exp(b[0] + b[1] * batch[:, 0])
+
+
+# The likelihood of each family, given the coefficients and the batch placeholder.
+FAMILIES = {
+    "bernoulli": lambda b, batch, **kw: pm.Bernoulli("y", logit_p=b[0] + b[1] * batch[:, 0], **kw),
+    "poisson": lambda b, batch, **kw: pm.Poisson("y", rate(b, batch), **kw),
+    # zero-inflated, hurdle and truncated likelihoods are not plain RandomVariables: their
+    # support comes from their components (a negative count gave a NaN loss before)
+    "zero-inflated-poisson": lambda b, batch, **kw: pm.ZeroInflatedPoisson(
+        "y", psi=0.7, mu=rate(b, batch), **kw
+    ),
+    "zero-inflated-binomial": lambda b, batch, **kw: pm.ZeroInflatedBinomial(
+        "y", psi=0.7, n=3, p=pm.math.sigmoid(b[0] + b[1] * batch[:, 0]), **kw
+    ),
+    "hurdle-poisson": lambda b, batch, **kw: pm.HurdlePoisson(
+        "y", psi=0.7, mu=rate(b, batch), **kw
+    ),
+    "truncated-poisson": lambda b, batch, **kw: pm.Truncated(
+        "y", pm.Poisson.dist(rate(b, batch)), upper=1, **kw
+    ),
+}
+
+
+def outside(value: str, rule: str) -> str:
+    return rf"holds {value} at row 37 of the shard, outside the support of observed variable 'y'.*{rule}"
+
+
 @pytest.mark.parametrize(
     "label, family, match",
     [
-        (
-            2.0,
-            "bernoulli",
-            r"holds 2\.0 at row 37 of the shard, outside the support of observed variable 'y'.*from 0 to 1",
-        ),
-        (
-            -1.0,
-            "poisson",
-            r"holds -1\.0 at row 37 of the shard, outside the support of observed variable 'y'.*>= 0",
-        ),
+        pytest.param(label, family, match, id=family)
+        for label, family, match in [
+            (2.0, "bernoulli", outside(r"2\.0", "from 0 to 1")),
+            (-1.0, "poisson", outside(r"-1\.0", ">= 0")),
+            (-1.0, "zero-inflated-poisson", outside(r"-1\.0", ">= 0")),
+            (4.0, "zero-inflated-binomial", outside(r"4\.0", "from 0 to 3")),
+            (-1.0, "hurdle-poisson", outside(r"-1\.0", ">= 0")),
+            (2.0, "truncated-poisson", outside(r"2\.0", "from 0 to 1")),
+        ]
     ],
 )
 def test_labels_outside_the_support_name_the_file_and_row(tmp_path, label, family, match):
@@ -92,17 +120,7 @@ def test_labels_outside_the_support_name_the_file_and_row(tmp_path, label, famil
     with pm.Model() as model:
         b = pm.Normal("b", 0, 1, shape=2)
         batch = pm.Data("batch", np.zeros((100, 2)))
-        if family == "bernoulli":
-            pm.Bernoulli(
-                "y", logit_p=b[0] + b[1] * batch[:, 0], observed=batch[:, 1], total_size=len(loader)
-            )
-        else:
-            pm.Poisson(
-                "y",
-                pm.math.exp(b[0] + b[1] * batch[:, 0]),
-                observed=batch[:, 1],
-                total_size=len(loader),
-            )
+        FAMILIES[family](b, batch, observed=batch[:, 1], total_size=len(loader))
     trainer = Trainer(dataloader=loader, model=model, progressbar=False)
     with pytest.raises(ValueError, match=r"part-1\.parquet.*column 'y' " + match):
         trainer.fit(100)
