@@ -56,6 +56,10 @@ SUFFIXES = tuple(
     for packed in ("", ".gz", ".bz2", ".xz", ".zst", ".zip")
 )
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+): Row #(\d+): (.*)", re.DOTALL)
+_COMMENTS = (
+    "lines starting with '#' look like comments, which csv_source reads as data; remove "
+    "them from the file (e.g. grep -v '^#' in.csv > out.csv)"
+)
 _BINARY_MAGIC = {b"PAR1": "a parquet file: read it with parquet_source", b"\x89HDF": "an HDF5 file"}
 
 
@@ -184,6 +188,12 @@ class CSVSource(IterableDataset):
                     f"CSV file {self.names[i]!r} is not UTF-8 text (byte {err.start} is "
                     f"{head[err.start : err.start + 1]!r}); csv_source reads delimited text files"
                 ) from None
+        lines = head.split(b"\n", 2)
+        sep = self.delimiter.encode()
+        # A '#' header with fewer fields than the next line would fail to parse anyway.
+        if len(lines) > 2 and lines[0].lstrip().startswith(b"#"):
+            if lines[0].count(sep) < lines[1].count(sep):
+                raise ValueError(f"CSV file {self.names[i]!r}, line 1: {_COMMENTS}")
 
     def _read_header(self, i: int) -> list[str]:
         """Column names as the parser reads them: from the header, or f0, f1, ... without."""
@@ -397,15 +407,29 @@ def _batches(reader, where: str, column_names: list[str] | None = None):
 
 def _csv_error(err: Exception, where: str, column_names: list[str] | None) -> str:
     """pyarrow's CSV message with the column named rather than numbered."""
-    match = _CSV_COLUMN.search(str(err))
+    text = str(err)
+    hint = f"; {_COMMENTS}" if _offending_text(text).lstrip().startswith("#") else ""
+    match = _CSV_COLUMN.search(text)
     if match is None or column_names is None or int(match[1]) >= len(column_names):
-        return redact(f"CSV file {where!r}: {err}")
+        return redact(f"CSV file {where!r}: {text}{hint}")
     column = column_names[int(match[1])]
     return redact(
-        f"CSV file {where!r}, line {match[2]}, column {column!r}: {match[3]}. Every selected "
-        "column must hold numbers; read text columns as categorical=[...] or leave them out "
-        "with columns=[...]"
+        f"CSV file {where!r}, line {match[2]}, column {column!r}: {match[3]}"
+        + (
+            hint
+            or ". Every selected column must hold numbers; read text columns as "
+            "categorical=[...] or leave them out with columns=[...]"
+        )
     )
+
+
+def _offending_text(message: str) -> str:
+    """The line or value pyarrow quotes at the end of a parse or conversion error."""
+    if "columns, got " in message:  # "... Expected 3 columns, got 1: <the line>"
+        return message.partition("columns, got ")[2].partition(": ")[2]
+    if message.endswith("'"):  # "... invalid value '<the value>'"
+        return message[message.rfind("'", 0, -1) + 1 : -1]
+    return ""
 
 
 class _ClosingReader:
@@ -475,6 +499,9 @@ def csv_source(
         Character that quotes values, which may then hold delimiters and line breaks.
         None reads it as an ordinary character (e.g. a TSV whose text holds stray
         quotes). A file whose last quote never closes is refused.
+
+    Every line after the header is a row: comment lines (``#``) are not skipped, and a
+    file holding them is refused with the line named.
 
     Returns
     -------

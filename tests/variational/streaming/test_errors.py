@@ -231,6 +231,19 @@ def csv_text_in_numeric_column(tmp_path):
     epoch(DataLoader(csv_source(csv_with_bad_line(tmp_path, "5,abc")), batch_size=10))
 
 
+def csv_comment_above_the_header(tmp_path):
+    (tmp_path / "data.csv").write_text("# exported 2026-11-30\na,b\n1,2\n3,4\n")
+    csv_source(tmp_path / "data.csv")
+
+
+def csv_comment_line(tmp_path):
+    epoch(DataLoader(csv_source(csv_with_bad_line(tmp_path, "# a note")), batch_size=10))
+
+
+def csv_comment_line_with_a_comma(tmp_path):
+    epoch(DataLoader(csv_source(csv_with_bad_line(tmp_path, "# a note, more")), batch_size=10))
+
+
 def csv_text_in_numeric_column_small_blocks(tmp_path):
     # Many parser blocks: the line number must count from the start of the file, not of the block.
     epoch(
@@ -535,6 +548,41 @@ CASES = [
         ValueError,
         all_of(name("rows.csv"), r"line 801, column 'b'", "'abc'", "must hold numbers"),
         id="csv-text-in-numeric-column-small-blocks",
+    ),
+    pytest.param(
+        csv_comment_above_the_header,
+        ValueError,
+        all_of(
+            name("data.csv"),
+            "line 1:",
+            r"lines starting with '#' look like comments",
+            "remove them",
+        ),
+        id="csv-comment-above-the-header",
+    ),
+    pytest.param(
+        csv_comment_line,
+        ValueError,
+        all_of(
+            name("rows.csv"),
+            r"Row #801\b",
+            "got 1: # a note",
+            r"lines starting with '#' look like comments",
+            "remove them",
+        ),
+        id="csv-comment-line",
+    ),
+    pytest.param(
+        csv_comment_line_with_a_comma,
+        ValueError,
+        all_of(
+            name("rows.csv"),
+            "line 801, column 'a'",
+            "'# a note'",
+            r"lines starting with '#' look like comments",
+            "remove them",
+        ),
+        id="csv-comment-line-with-a-comma",
     ),
     # --- non-finite values
     pytest.param(

@@ -69,6 +69,16 @@ def test_pandas_csv_with_line_breaks_in_a_text_column(tmp_path):
     np.testing.assert_allclose(rows[order], np.column_stack([X, y])[np.argsort(X[:, 0])])
 
 
+def test_a_csv_header_starting_with_a_hash_is_still_a_header(tmp_path):
+    # Tools such as bcftools write "#CHROM\tPOS..." headers: only a '#' line with fewer
+    # fields than the next one is taken for a comment.
+    (tmp_path / "data.tsv").write_text("#id\tx\n1\t0.5\n2\t1.5\n")
+    source = csv_source(tmp_path / "data.tsv", delimiter="\t")
+    assert source.column_names == ["#id", "x"]
+    loader = DataLoader(source, batch_size=2, shuffle=False)
+    np.testing.assert_array_equal(next(iter(loader)), [[1.0, 0.5], [2.0, 1.5]])
+
+
 def rate(b, batch):
     return pm.math.exp(b[0] + b[1] * batch[:, 0])
 
