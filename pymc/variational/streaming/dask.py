@@ -35,7 +35,7 @@ from pymc.variational.streaming.datasets import (
     is_count,
     select_columns,
 )
-from pymc.variational.streaming.files import is_transient
+from pymc.variational.streaming.files import is_transient, read_error, redact, retry_after
 
 if TYPE_CHECKING:
     import dask.dataframe as dd
@@ -102,6 +102,18 @@ def _to_array(frame: Any, labels: list, dtype: np.dtype) -> np.ndarray:
     return out
 
 
+def _partition_error(err: BaseException, what: str) -> Exception:
+    """A failure on the cluster, redacted: a worker's error repeats the URL it read, with
+    its password or signed query string. A missing file or refused access keeps its type;
+    whether the error is worth retrying is kept."""
+    if isinstance(err, OSError):
+        return read_error(err, what)
+    error = RuntimeError(redact(f"{what} failed: {type(err).__name__}: {err}"))
+    error.transient = is_transient(err)
+    error.retry_after = retry_after(err)
+    return error
+
+
 class DaskSource(IterableDataset):
     """A Dask DataFrame read partition by partition, computed on the user's cluster.
 
@@ -144,7 +156,14 @@ class DaskSource(IterableDataset):
         self._parts = ddf[self._labels].to_delayed(optimize_graph=True)
         self.npartitions = len(self._parts)
         # One pass over the data, on the cluster, counts the rows of every partition.
-        lengths = dask.compute(*[dask.delayed(len, pure=True)(part) for part in self._parts])
+        try:
+            lengths = dask.compute(*[dask.delayed(len, pure=True)(part) for part in self._parts])
+        except Exception as err:
+            failure = _partition_error(err, f"counting the rows of {_WHERE}")
+        else:
+            failure = None
+        if failure is not None:
+            raise failure
         self.partition_rows = [int(n) for n in lengths]
         self._shards = [
             Shard(f"dask partition {i} of {self.npartitions}", n, i)
@@ -197,11 +216,11 @@ class DaskSource(IterableDataset):
         try:
             frame = self._compute(key, future)
         except Exception as err:
-            if is_transient(err):  # the loader's retry policy decides
-                raise
-            raise RuntimeError(
-                f"computing {shard.name} failed: {type(err).__name__}: {err}"
-            ) from err
+            failure = _partition_error(err, f"computing {shard.name}")
+        else:
+            failure = None
+        if failure is not None:  # raised outside the except: the original is not chained
+            raise failure
         dtype = np.dtype(dtype)
         decode = dtype if dtype.kind == "f" else np.dtype(np.float64)
         for a in range(0, len(frame), READ_BLOCK_ROWS):

@@ -177,3 +177,27 @@ def test_a_path_of_the_wrong_type_is_shown_without_its_password():
     ) as caught:
         parquet_source([f"s3://reader:{PASSWORD}@bucket/x.parquet", None])
     assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize("secret_in", ["password", "signature"])
+def test_a_dask_partition_that_fails_on_a_url_is_shown_redacted(hub, repos, secret_in):
+    # The worker's error repeats the URL the partition reads (a file gone, a signed link
+    # expired): it reached the user whole, and chained.
+    dd = pytest.importorskip("dask.dataframe")
+    from pymc.variational.streaming import dask_source
+
+    resolve = f"{hub.url}/datasets/pymc-devs/open-clicks/resolve/main/data/part-0.parquet"
+    url = (
+        resolve.replace("http://", f"http://reader:{PASSWORD}@")
+        if secret_in == "password"
+        else f"{resolve}?X-Amz-Signature={SIGNATURE}"
+    )
+    source = dask_source(dd.read_parquet(url))
+    assert len(DataLoader(source, batch_size=100)) == 2000
+    hub.add_fault(path="*/part-0.parquet", action="status", status=404, times=None)
+    record = Record()
+    err = record.error(lambda: list(DataLoader(source, batch_size=100).iter_epoch(0)))
+    assert isinstance(err, FileNotFoundError)
+    assert "computing dask partition 0 of 1" in str(err)
+    for text in record.texts:
+        assert PASSWORD not in text and SIGNATURE not in text, text[:2000]
