@@ -28,7 +28,9 @@ Layout of a cache directory::
 
 ``key`` hashes the source's content fingerprint, its columns, categorical levels and row
 counts, and the dtype: a changed file, another column selection, other levels or another
-dtype never read stale rows.
+dtype never read stale rows. A parquet file's fingerprint is its footer and its stamp
+(local mtime; the ETag or Last-Modified an object store or HTTP server reports): only a
+file rewritten with a byte-identical footer on a server that reports neither goes unseen.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ def is_fork_safe(fs: fsspec.AbstractFileSystem) -> bool:
     return not getattr(fs, "async_impl", False)
 
 
-#: Keys of fsspec's file details that change when a file is rewritten in place.
+#: Keys of fsspec's file details that change when a file is rewritten in place: local
+#: and object-store stamps, HTTP's headers (as fsspec's ``info`` names them), ``memory://``.
 _VERSION_KEYS = (
     "ETag",
     "etag",
@@ -147,22 +148,43 @@ _VERSION_KEYS = (
     "mtime",
     "LastModified",
     "last_modified",
+    "Last-Modified",
+    "created",
 )
 
 
-def file_version(fs: fsspec.AbstractFileSystem, path: str, fh: Any = None) -> str | None:
-    """A stamp of the stored file that changes when it is rewritten in place: the
-    modification time of a local file, the ETag or modification time a remote store
-    reports with an open file's details; None when there is none."""
-    try:
-        details = fs.info(path) if is_local(fs) else (getattr(fh, "details", None) or {})
-    except OSError:
-        return None
+def _stamp(details: Any) -> str | None:
     for key in _VERSION_KEYS:
         value = details.get(key) if isinstance(details, Mapping) else None
         if isinstance(value, str | int | float) or hasattr(value, "isoformat"):
             return f"{key}={value}"
     return None
+
+
+def file_version(
+    fs: fsspec.AbstractFileSystem, path: str, fh: Any = None, ask: bool = True
+) -> str | None:
+    """A stamp of the stored file that changes when it is rewritten in place: the
+    modification time of a local file, the ETag or modification time a remote store
+    reports; None when there is none.
+
+    A remote file's stamp comes from the open file's details when they hold one (S3, GCS),
+    else, with ``ask``, from the filesystem's ``info`` (over HTTP a HEAD request, whose
+    ETag and Last-Modified headers the open file does not keep). The Hub needs none: its
+    paths are pinned to a commit.
+    """
+    try:
+        if is_local(fs):
+            return _stamp(fs.info(path))
+        stamp = _stamp(getattr(fh, "details", None))
+        if stamp is not None or not ask or is_hub(fs):
+            return stamp
+    except OSError:
+        return None
+    try:
+        return _stamp(fs.info(path))
+    except Exception:  # a store that cannot say reads as one without stamps
+        return None
 
 
 def display_path(fs: fsspec.AbstractFileSystem, path: str) -> str:

@@ -182,7 +182,8 @@ class ParquetSource(IterableDataset):
 
     def file_versions(self) -> list[str | None]:
         # A file rewritten in place with the same footer (uncompressed pages, same sizes
-        # and statistics) keeps its fingerprint; its modification stamp changes.
+        # and statistics) keeps its fingerprint; its stamp (mtime, ETag, Last-Modified)
+        # changes.
         return list(self.versions)
 
     def shards(self) -> list[Shard]:
@@ -192,16 +193,39 @@ class ParquetSource(IterableDataset):
         f = self.files[file_index]
         # Local files go through Arrow's native reader; the footer is reused, not re-read.
         if is_local(self.fs):
+            self._check_unchanged(file_index, self.fs.size(f), file_version(self.fs, f))
             return pq.ParquetFile(
                 f, metadata=self.metadata[file_index], read_dictionary=self._dictionary_columns
             )
         # A Python file: read on this (producer) thread, which can be stopped and joined at
         # exit, rather than pre-buffered on Arrow's own threads, which cannot.
+        fh = self.fs.open(f, "rb")
+        try:  # no request beyond the open's own: the size, and a stamp if the store gives one
+            self._check_unchanged(file_index, fh.size, file_version(self.fs, f, fh, ask=False))
+        except ValueError:
+            fh.close()
+            raise
         return pq.ParquetFile(
-            GuardedFile(self.fs.open(f, "rb")),
+            GuardedFile(fh),
             metadata=self.metadata[file_index],
             read_dictionary=self._dictionary_columns,
             pre_buffer=False,
+        )
+
+    def _check_unchanged(self, file_index: int, size: int | None, version: str | None) -> None:
+        """Refuse a file rewritten since the source was built: its footer, row counts and
+        cached rows describe the old one, and reading it with them fails deep in the
+        decoder or, with the same layout, silently reads other rows."""
+        then = (self.sizes[file_index], self.versions[file_index])
+        if size is not None and size != then[0]:
+            change = f"{then[0]:,d} bytes then, {size:,d} now"
+        elif version is not None and then[1] is not None and version != then[1]:
+            change = f"{then[1]} then, {version} now"
+        else:
+            return
+        raise ValueError(
+            f"parquet file {self.names[file_index]!r} changed since the source was built "
+            f"({change}): build the source again (parquet_source(...)) to read it"
         )
 
     def read_shard(self, shard, dtype=np.float64):

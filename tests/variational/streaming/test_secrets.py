@@ -75,6 +75,7 @@ def fresh_client(hub):
     HfFileSystem.clear_instance_cache()
     hub.clear_faults()
     yield
+    hub.clear_faults()  # the hub is shared by the whole session
 
 
 class Record:
