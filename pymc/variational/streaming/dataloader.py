@@ -77,8 +77,9 @@ class DataLoader:
         Shape of one row as the model sees it; batches have shape
         ``(batch_size, *sample_shape)``. Defaults to ``(number of columns,)``.
     total_size : "auto", int or None, default "auto"
-        What ``len(loader)`` returns: the source's row count (``"auto"``), a given number,
-        or nothing (``None``, for sources that cannot count their rows).
+        What ``len(loader)`` returns: the source's row count (``"auto"``), a given number
+        of rows (at least the source's count, e.g. the population the rows are a sample
+        of), or nothing (``None``, for sources that cannot count their rows).
     shuffle : bool, default True
         Permute the shard order and the rows within each window, anew each epoch.
         With ``shuffle=False`` rows come in storage order. A warning says when one shard
@@ -254,6 +255,16 @@ class DataLoader:
         if not _is_int(total_size) or total_size <= 0:
             raise ValueError(
                 f'total_size must be "auto", a positive int or None, got {total_size!r}'
+            )
+        if self.num_rows is not None and total_size < self.num_rows:
+            # e.g. PyTorch's len(loader), a number of batches: the likelihood would be
+            # scaled as if there were that few rows, and the posterior come out too wide.
+            raise ValueError(
+                f"total_size={total_size:,d} is smaller than the {self.num_rows:,d} rows of the "
+                "source. total_size is the number of rows N that each batch stands for "
+                '(len(loader), which the likelihood\'s total_size= gets), not a number of '
+                'batches: leave total_size="auto" for the row count, or give a larger N when '
+                "the rows are a sample of a larger population"
             )
         return int(total_size)
 

@@ -215,27 +215,88 @@ class Feed:
             if placeholders & set(ancestors([rv, self.model.rvs_to_values[rv]]))
         ]
 
+    def sizes_per_row(self, variables: list) -> list[int | None]:
+        """How many values each of ``variables`` holds per row of a batch: ``k`` when its
+        size is ``k`` times the batch's rows, 0 when it does not depend on them, None when
+        neither (e.g. a mask of the rows, which depends on their values).
+
+        Found by computing the sizes with the placeholders holding ``batch_size`` and then
+        ``batch_size - 1`` rows of zeros (only ``batch_size`` when the model fixes it).
+        """
+        if not variables:
+            return []
+        size_of = pytensor_compile([], [pt.as_tensor(v).size for v in variables])
+        original = self.values()
+        B = self.loader.batch_size
+        sizes = []
+        try:
+            for rows in (B, B - 1) if B > 1 else (B,):
+                for var in self.placeholders.values():
+                    value = var.get_value(borrow=True)
+                    var.set_value(np.zeros((rows, *value.shape[1:]), value.dtype))
+                try:
+                    sizes.append([int(n) for n in size_of()])
+                except Exception:  # the model fixes the batch dimension to batch_size
+                    break
+        finally:
+            self.restore(original)
+        per_row = []
+        for j in range(len(variables)):
+            k, rest = divmod(sizes[0][j], B)
+            if len(sizes) > 1 and sizes[1][j] == sizes[0][j]:
+                per_row.append(0)
+            elif rest == 0 and (len(sizes) == 1 or sizes[1][j] == k * (B - 1)):
+                per_row.append(k)
+            else:
+                per_row.append(None)
+        return per_row
+
+    def check_local_variables(self) -> None:
+        """Refuse free variables with values per row of the batch: each step's batch holds
+        other rows, so such a variable is tied to positions in the batch, not to rows, and
+        the fit comes out wrong however long it runs."""
+        free = list(self.model.free_RVs)
+        for rv, k in zip(free, self.sizes_per_row(free)):
+            if k != 0:
+                names = ", ".join(f"pm.Data {name!r}" for name in self.placeholders)
+                raise ValueError(
+                    f"free variable {rv.name!r} has a size that follows the rows of the batch "
+                    f"in {names} (one value per row, e.g. shape=batch.shape[0]). Streamed "
+                    "batches hold other rows at every step, so a variable per row cannot be "
+                    "learned. Give it a size that does not depend on the batch (e.g. one value "
+                    "per group, indexed by a group column), or integrate it out of the "
+                    "likelihood."
+                )
+
     def check_total_size(self) -> None:
         """Warn about observed variables and Potentials whose likelihood is not scaled to
-        ``len(loader)``."""
+        ``len(loader)``: ``k * len(loader)`` for ``k`` values per row of the batch."""
         n = self.loader.total_size
         names = ", ".join(map(repr, self.placeholders))
-        for rv in self.fed_observed():
+        observed = self.fed_observed()
+        for rv, k in zip(observed, self.sizes_per_row(observed)):
             total = None
             if isinstance(rv.owner.op, MinibatchRandomVariable):
                 total = _constant(rv.owner.inputs[1])
+            if not k:  # not a fixed number per row: e.g. a mask, counted by the user
+                want = "the number of values it stands for in all the data"
+            elif n is None:
+                want = "the number of rows of the data" + (f" times {k}" if k > 1 else "")
+            else:
+                want = f"len(loader){f' * {k}' if k > 1 else ''} (= {k * n})"
             if total is None:
                 warnings.warn(
                     f"observed variable {rv.name!r} is fed by pm.Data {names} but has "
-                    f"no total_size, so its likelihood is not scaled to the {n} rows of the data. "
-                    f"Pass total_size=len(loader) (= {n}) to {rv.name!r}.",
+                    "no total_size, so its likelihood is not scaled to the data. "
+                    f"Pass total_size={want} to {rv.name!r}.",
                     UserWarning,
                     stacklevel=4,
                 )
-            elif n is not None and int(total) != n:
+            elif k and n is not None and int(total) != k * n:
+                each = f", and {rv.name!r} holds {k} values per row" if k > 1 else ""
                 warnings.warn(
-                    f"observed variable {rv.name!r} has total_size={int(total)}, but the loader holds "
-                    f"len(loader)={n} rows. Pass total_size=len(loader).",
+                    f"observed variable {rv.name!r} has total_size={int(total)}, but the loader "
+                    f"holds len(loader)={n} rows{each}. Pass total_size={want}.",
                     UserWarning,
                     stacklevel=4,
                 )

@@ -498,8 +498,8 @@ CASES = [
     ),
     pytest.param(
         parquet_truncated_after_loader_was_built,
-        OSError,
-        all_of(name("data.parquet"), "row group 0", "failed"),
+        ValueError,
+        all_of(name("data.parquet"), "changed since the source was built", "bytes then"),
         id="parquet-truncated-after-loader-was-built",
     ),
     # --- non-numeric data
@@ -678,6 +678,14 @@ CASES = [
         ValueError,
         all_of("total_size", '"auto"', "int", "None", r"10\.5"),
         id="total-size-float",
+    ),
+    pytest.param(
+        # PyTorch's habit: len(loader) is a number of batches. The posterior came out
+        # 32 times too wide, silently.
+        loader_with(batch_size=10, total_size=100),
+        ValueError,
+        all_of("total_size=100", "smaller than the 1,000 rows", "not a number of batches"),
+        id="total-size-a-number-of-batches",
     ),
     # --- trainer and model
     pytest.param(
