@@ -246,25 +246,17 @@ class DataLoader:
 
     # --------------------------------------------------------------- set-up checks
     def _resolve_total_size(self, total_size) -> int | None:
-        if isinstance(total_size, str):
-            if total_size != "auto":
-                raise ValueError(f'total_size must be "auto", an int or None, got {total_size!r}')
-            return self.num_rows
-        if total_size is None:
-            return None
+        if total_size is None or isinstance(total_size, str) and total_size == "auto":
+            return None if total_size is None else self.num_rows
         if not _is_int(total_size) or total_size <= 0:
             raise ValueError(
                 f'total_size must be "auto", a positive int or None, got {total_size!r}'
             )
-        if self.num_rows is not None and total_size < self.num_rows:
-            # e.g. PyTorch's len(loader), a number of batches: the likelihood would be
-            # scaled as if there were that few rows, and the posterior come out too wide.
+        if self.num_rows is not None and total_size < self.num_rows:  # e.g. a number of batches
             raise ValueError(
                 f"total_size={total_size:,d} is smaller than the {self.num_rows:,d} rows of the "
-                "source. total_size is the number of rows N that each batch stands for "
-                '(len(loader), which the likelihood\'s total_size= gets), not a number of '
-                'batches: leave total_size="auto" for the row count, or give a larger N when '
-                "the rows are a sample of a larger population"
+                "source: it counts the rows each batch stands for, not a number of batches. Leave "
+                'total_size="auto", or give a larger N for rows sampled from a larger population'
             )
         return int(total_size)
 

@@ -251,6 +251,11 @@ class Feed:
                 per_row.append(None)
         return per_row
 
+    def check_model(self) -> None:
+        """Refuse variables per row of the batch; warn about unscaled likelihoods."""
+        self.check_local_variables()
+        self.check_total_size()
+
     def check_local_variables(self) -> None:
         """Refuse free variables with values per row of the batch: each step's batch holds
         other rows, so such a variable is tied to positions in the batch, not to rows, and

@@ -193,8 +193,7 @@ class Trainer:
         self.score = self.optimization.score
         self.model = self.inference.approx.model
         self.feed = Feed(self.model, dataloader, data_name)
-        self.feed.check_local_variables()
-        self.feed.check_total_size()
+        self.feed.check_model()
         self._label_rules, self._untraced_labels = self.feed.label_rules()
         self._check_batch = BatchCheck(self.feed, self._label_rules)  # for step(batch)
         #: Seed of the order of the batches (see ``DataLoader.resolve_seed``).
