@@ -246,7 +246,7 @@ class DataLoader:
 
     # --------------------------------------------------------------- set-up checks
     def _resolve_total_size(self, total_size) -> int | None:
-        if total_size is None or isinstance(total_size, str) and total_size == "auto":
+        if total_size is None or (isinstance(total_size, str) and total_size == "auto"):
             return None if total_size is None else self.num_rows
         if not _is_int(total_size) or total_size <= 0:
             raise ValueError(

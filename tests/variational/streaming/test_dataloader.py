@@ -595,7 +595,7 @@ def test_a_worker_ends_on_close_after_a_fork_made_elsewhere():
         (
             {"batch_size": 4, "total_size": "all"},
             ValueError,
-            'total_size must be "auto", an int or None',
+            'total_size must be "auto", a positive int or None',
         ),
         (
             {"batch_size": 4, "total_size": 1.5},
