@@ -40,6 +40,7 @@ from pymc.variational.streaming.files import (
     is_fork_safe,
     is_hub,
     is_local,
+    is_own_error,
     read_error,
     redact,
     resolve_files,
@@ -206,7 +207,15 @@ class CSVSource(IterableDataset):
     def _read(self, i: int, fn: Callable[[], Any]) -> Any:
         """``fn()``, a read of file ``i`` when the source is built: retried, and a failure
         named (redacted); the ValueErrors of the parser name the file and line already."""
-        return self.retry.call_named(fn, f"CSV file {self.names[i]!r}", own=(ValueError,))
+        where = f"CSV file {self.names[i]!r}"
+        failure = None
+        try:
+            return self.retry.call_named(fn, where, own=(ValueError,))
+        except ValueError as err:
+            if is_own_error(err):
+                raise
+            failure = read_error(err, where)  # fsspec's, e.g. a server without Range requests
+        raise failure
 
     def _align_headers(self, first: list[str]) -> None:
         """Read the header of every other file: one with the columns in another order is
@@ -369,9 +378,11 @@ class CSVSource(IterableDataset):
                         encode_categories(rb, self.levels, shard.name), dtype
                     )
             return
-        except ValueError:  # already names the file, line and column
-            raise
-        except Exception as err:  # named, redacted, unchained
+        except Exception as err:
+            if isinstance(err, ValueError) and is_own_error(err):
+                raise  # names the file, line and column already
+            # The filesystem's (ValueErrors too: fsspec's refusal, past the first block, of
+            # a server without Range requests): named, redacted, unchained
             failure = read_error(err, f"CSV file {shard.name!r}")
         raise failure
 

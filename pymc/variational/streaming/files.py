@@ -37,9 +37,11 @@ __all__ = [
     "display_path",
     "file_version",
     "http_status",
+    "ignores_range",
     "is_fork_safe",
     "is_hub",
     "is_local",
+    "is_own_error",
     "is_transient",
     "pin_revisions",
     "read_error",
@@ -225,24 +227,45 @@ def _chain(error: BaseException):
         error = error.__cause__ or error.__context__
 
 
+def _chain_status(error: BaseException) -> tuple[int | None, BaseException]:
+    """The first HTTP status in the chain of causes of ``error``, and the error carrying
+    it (``error`` itself when there is none).
+
+    An error whose type says "not found" reads as a 404, whatever the status: the Hub
+    answers 401 for a private repository asked for without a token, which
+    huggingface_hub reads as RepositoryNotFoundError.
+    """
+    for e in _chain(error):
+        status = http_status(e)
+        if status is not None:
+            return (404 if type(e).__name__.endswith("NotFoundError") else status), e
+    return None, error
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether an error is worth retrying: it says "try again", not "this is wrong".
 
-    Missing files and refused permissions are permanent; server errors (5xx, 429),
-    dropped or truncated connections and timeouts are transient. The whole chain of
-    causes is inspected, since pyarrow and fsspec wrap the original error.
+    An error that says so itself (a ``transient`` attribute) decides. Otherwise an HTTP
+    status anywhere in the chain of causes decides: server errors (5xx, 408, 429) are
+    transient, any other status is not. fsspec's HTTP filesystem reports any failure to
+    open a file as a missing file, with the server's answer as its cause, so a 503 under
+    a FileNotFoundError is a moment's failure. Without a status, missing files and
+    refused permissions are permanent; dropped or truncated connections and timeouts
+    are transient.
     """
-    for e in _chain(error):
+    chain = list(_chain(error))
+    for e in chain:
         known = getattr(e, "transient", None)
         if isinstance(known, bool):  # decided when the error was translated
             return known
+    status, _ = _chain_status(error)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    for e in chain:
         if isinstance(
             e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
         ):
             return False
-        status = http_status(e)
-        if isinstance(status, int):
-            return status >= 500 or status in (408, 429)
         if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
             return True
         if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(e).__mro__):
@@ -259,8 +282,10 @@ def retry_after(error: BaseException) -> float | None:
         for holder in (e, getattr(e, "response", None)):
             headers = getattr(holder, "headers", None)
             value = headers.get("Retry-After") if isinstance(headers, Mapping) else None
+            if value is None:  # the header may be on a cause: fsspec wraps the response's error
+                continue
             try:
-                return max(float(value), 0.0) if value is not None else None
+                return max(float(value), 0.0)
             except (TypeError, ValueError):  # an HTTP date: not worth parsing here
                 return None
     return None
@@ -274,8 +299,12 @@ def read_error(err: BaseException, where: str) -> Exception:
     original, which may hold credentials (huggingface_hub keeps the request's headers on
     its errors), is not chained to it.
     """
-    status = http_status(err)
-    if isinstance(err, FileNotFoundError | PermissionError):
+    # fsspec's HTTP filesystem raises FileNotFoundError for any failed HEAD and GET, the
+    # server's answer being its cause: the status says what really happened.
+    status, answer = _chain_status(err)
+    if (isinstance(err, FileNotFoundError) and status in (None, 404)) or (
+        isinstance(err, PermissionError) and status in (None, 401, 403)
+    ):
         error = type(err)(redact(f"{where}: {err}"))
     elif status in (401, 403):
         error = PermissionError(
@@ -291,12 +320,44 @@ def read_error(err: BaseException, where: str) -> Exception:
                 f"{where} is truncated or its compression is corrupt ({type(err).__name__}: {err})"
             )
         )
+    elif ignores_range(err):
+        # fsspec's advice (block_size=0, a streaming file) does not fit a reader that seeks.
+        error = OSError(
+            redact(
+                f"reading {where} failed: the HTTP server ignores Range requests (it sends "
+                "the whole file), and reading a file in parts needs them; use a server that "
+                "supports HTTP Range requests, or download the file first"
+            )
+        )
     else:
-        error = OSError(redact(f"reading {where} failed: {type(err).__name__}: {err}"))
+        # A "missing" file whose cause is a server error is described by that error.
+        shown = answer if isinstance(err, FileNotFoundError | PermissionError) else err
+        error = OSError(redact(f"reading {where} failed: {type(shown).__name__}: {shown}"))
     error.status = status
     error.transient = is_transient(err)
     error.retry_after = retry_after(err)
     return error
+
+
+def ignores_range(error: BaseException) -> bool:
+    """Whether ``error`` is fsspec's HTTP file refusing a read at an offset, because the
+    server answered a Range request with the whole file."""
+    return isinstance(error, ValueError) and "support range requests" in str(error)
+
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def is_own_error(error: BaseException) -> bool:
+    """Whether ``error`` was raised by this package (its innermost frame is here), and so
+    names its file already, rather than by a library it calls (fsspec, Arrow, numpy)."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "")
+    return module == _PACKAGE or module.startswith(f"{_PACKAGE}.")
 
 
 def is_hub(fs: fsspec.AbstractFileSystem) -> bool:
@@ -400,8 +461,10 @@ def resolve_files(
         failure = None
         try:
             files.extend(_expand(fs, root, shown, suffixes, kind))
-        except (FileNotFoundError, ValueError):
-            raise
+        except (FileNotFoundError, ValueError) as err:
+            if _chain_status(err)[0] in (None, 404):  # ours, or truly missing
+                raise
+            failure = read_error(err, f"{kind}_source path {shown!r}")  # a 503 or 401
         except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
             failure = read_error(err, f"{kind}_source path {shown!r}")
         if failure is not None:
@@ -447,8 +510,10 @@ def _expand(
     try:  # not fs.exists(), which answers False to a server error as to a missing file
         fs.info(root)
         return [root]
-    except FileNotFoundError:
-        pass  # raised below, unchained: the original may hold the URL's password
+    except FileNotFoundError as err:
+        if _chain_status(err)[0] not in (None, 404):
+            raise  # fsspec's "not found" for a server that failed otherwise (503, 401)
+        # else raised below, unchained: the original may hold the URL's password
     raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
 
 

@@ -46,6 +46,7 @@ from pymc.variational.streaming.files import (
     is_fork_safe,
     is_hub,
     is_local,
+    is_own_error,
     read_error,
     redact,
     resolve_files,
@@ -240,9 +241,11 @@ class ParquetSource(IterableDataset):
             for rb in batches:
                 yield record_batch_to_array(encode_categories(rb, self.levels, shard.name), dtype)
             return
-        except ValueError:  # our own, already naming the shard (e.g. an unknown level)
-            raise
-        except Exception as err:  # Arrow's or the filesystem's: named, redacted, unchained
+        except Exception as err:
+            if isinstance(err, ValueError) and is_own_error(err):
+                raise  # names the shard already: an unknown level, a file changed since
+            # Arrow's or the filesystem's (ValueErrors too: ArrowInvalid, fsspec's refusal
+            # of a server without Range requests): named, redacted, unchained
             failure = read_error(err, f"parquet {shard.name}")
         raise failure
 

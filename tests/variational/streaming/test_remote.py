@@ -42,7 +42,10 @@ class FaultyFiles(BaseHTTPRequestHandler):
     connection; ``"429-for-1s"`` answers every data request 429 with ``Retry-After: 1``
     for a second from the first one; ``"503-second"`` answers the second GET of the path,
     whatever it reads, 503, and ``"503-from-third"`` every GET from the third on;
-    ``"503-always"``, ``403`` and missing files speak for
+    ``"503-next-2"`` answers the next two requests, HEAD or GET, 503 (a blip while a
+    file is opened again, when set after the source is built); ``"no-range"`` ignores
+    the Range header and sends the whole file, as a plain server does;
+    ``"503-always"``, ``"401"``, ``"403"`` and missing files speak for
     themselves. A query string (a signed URL's) is ignored.
     """
 
@@ -67,10 +70,16 @@ class FaultyFiles(BaseHTTPRequestHandler):
         data = server.files.get(path)
         if data is None:
             return self.status_only(404)
-        if fault == "403":
-            return self.status_only(403)
+        if fault in ("401", "403"):
+            return self.status_only(int(fault))
+        if fault == "503-next-2":
+            with server.lock:
+                server.blips[path] += 1
+                blip = server.blips[path] <= 2
+            if blip:
+                return self.status_only(503)
         start, end = 0, len(data) - 1
-        ranged = "Range" in self.headers
+        ranged = "Range" in self.headers and fault != "no-range"
         if ranged:
             first, last = self.headers["Range"].split("=")[1].split("-")
             start, end = int(first), min(int(last) if last else len(data) - 1, len(data) - 1)
@@ -103,7 +112,8 @@ class FaultyFiles(BaseHTTPRequestHandler):
         if ranged:
             self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
         self.send_header("Content-Length", str(len(chunk)))
-        self.send_header("Accept-Ranges", "bytes")
+        if fault != "no-range":
+            self.send_header("Accept-Ranges", "bytes")
         for name, value in server.stamps.get(path, {}).items():  # ETag, Last-Modified
             self.send_header(name, value)
         self.end_headers()
@@ -123,7 +133,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FaultyFiles)
     httpd.files, httpd.faults, httpd.cut_done, httpd.first_seen = {}, {}, {}, {}
     httpd.stamps = {}
-    httpd.requests = Counter()
+    httpd.requests, httpd.blips = Counter(), Counter()
     httpd.lock = threading.Lock()
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -235,6 +245,60 @@ def test_a_server_asking_to_wait_is_waited_for(server):
     source = parquet_source(urls, retry=RetryPolicy(tries=4, wait=0.01))
     assert_every_row_once(list(DataLoader(source, batch_size=1000).iter_epoch(0)), n)
     assert server.requests[("GET", "/part-0.parquet")] >= 2
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_server_error_while_a_file_is_opened_again_is_retried(server, kind):
+    # Each shard opens its file again, and fsspec reports a failed HEAD and GET there as
+    # a missing file, with the 503 as its cause: still a moment's failure.
+    ids = np.arange(10_000)
+    path = f"/blip.{kind}"
+    if kind == "parquet":
+        server.files[path] = parquet_bytes(ids)
+        build = parquet_source
+    else:
+        text = "id,x\n" + "".join(f"{i},{float(np.sin(i))!r}\n" for i in ids)
+        server.files[path] = text.encode()
+        build = csv_source
+    loader = DataLoader(build(server.url + path, retry=FAST_RETRY), batch_size=1000, cache=None)
+    server.faults[path] = "503-next-2"
+    assert_every_row_once(list(loader.iter_epoch(0)), len(ids))
+    assert server.blips[path] > 2  # both 503s were answered, and the file read after them
+
+
+def test_access_refused_while_a_file_is_opened_again_names_it(server):
+    urls, _ = serve_parts(server, n_files=2)
+    loader = DataLoader(parquet_source(urls, retry=RetryPolicy(tries=5, wait=1.0)), batch_size=100)
+    server.faults["/part-1.parquet"] = "401"
+    t = time.perf_counter()
+    with pytest.raises(PermissionError, match=r"part-1\.parquet.*access refused \(HTTP 401\)"):
+        list(loader.iter_epoch(0))
+    assert time.perf_counter() - t < 1.0  # not retried
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_server_without_range_requests_is_named(server, kind):
+    # fsspec reads a file's start from a plain answer, then refuses a read at an offset
+    # with a ValueError naming no file, and advice (block_size=0) that does not apply.
+    path = f"/whole.{kind}"
+    if kind == "parquet":
+        # Under 64 kB, whose footer pyarrow reads from the start: the source is built,
+        # and reading a row group, at its offset, fails.
+        server.files[path] = parquet_bytes(np.arange(3000))
+        assert len(server.files[path]) < 64 << 10
+        build, failing = parquet_source, r"whole\.parquet \(row group \d\)"
+    else:
+        # 13 MB: past fsspec's first read (4 MB, and 5 MB ahead) while the rows are counted
+        text = "id,x\n" + "".join(f"{i},{i / 7!r}\n" for i in range(550_000))
+        server.files[path] = text.encode()
+        build, failing = csv_source, r"whole\.csv'"
+    server.faults[path] = "no-range"
+    with pytest.raises(
+        OSError, match=rf"{failing} failed: the HTTP server ignores Range requests.*download"
+    ) as info:
+        source = build(server.url + path)
+        list(DataLoader(source, batch_size=1000, shuffle=False, cache=None).iter_epoch(0))
+    assert "block_size" not in str(info.value)
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
