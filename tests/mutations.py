@@ -508,7 +508,7 @@ MUTANTS = [
     Mutant(
         "mixture-support-unknown",
         "support_of knows no zero-inflated or hurdle likelihood (a negative count: NaN loss)",
-        "feeds.py",
+        "likelihoods.py",
         "if isinstance(op, _BaseMixtureRV):",
         "if False:",
         (("test_new_user.py", "outside_the_support"),),

@@ -38,7 +38,7 @@ import numpy as np
 from pymc.model import Model
 from pytensor.compile.sharedvalue import SharedVariable
 
-from pymc.variational.streaming.feeds import likelihood_of
+from pymc.variational.streaming.likelihoods import likelihood_of
 
 __all__ = [
     "check_identity",

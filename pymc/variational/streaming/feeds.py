@@ -31,21 +31,13 @@ from collections.abc import Callable
 import numpy as np
 import pytensor.tensor as pt
 
-from pymc.distributions.censored import CensoredRV
-from pymc.distributions.distribution import DiracDeltaRV
-from pymc.distributions.mixture import _BaseMixtureRV
-from pymc.distributions.truncated import TruncatedRV
 from pymc.model import Model
 from pymc.pytensorf import compile as pytensor_compile
 from pymc.variational.minibatch_rv import MinibatchRandomVariable
 from pytensor.compile.sharedvalue import SharedVariable
-from pytensor.graph.basic import Constant
-from pytensor.graph.traversal import ancestors, graph_inputs
+from pytensor.graph.traversal import ancestors
 from pytensor.scalar import Cast
-from pytensor.tensor.basic import get_underlying_scalar_constant_value
 from pytensor.tensor.elemwise import Elemwise
-from pytensor.tensor.exceptions import NotScalarConstantError
-from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.shape import Shape, Shape_i
 from pytensor.tensor.subtensor import (
     AdvancedSubtensor,
@@ -56,82 +48,9 @@ from pytensor.tensor.subtensor import (
 
 from pymc.variational.streaming.blocks import LabelRule
 from pymc.variational.streaming.dataloader import DataLoader
+from pymc.variational.streaming.likelihoods import constant_value, support_of
 
-__all__ = ["Feed", "likelihood_of", "support_of"]
-
-# Lowest and highest value of discrete likelihoods, by the name of their RandomVariable.
-_SUPPORT = {
-    "bernoulli": (0, 1),
-    "poisson": (0, math.inf),
-    "negative_binomial": (0, math.inf),
-    "geometric": (1, math.inf),
-}
-
-
-def likelihood_of(rv) -> object:
-    """The distribution behind an observed variable, unwrapping ``total_size`` scaling."""
-    return rv.owner.inputs[0] if isinstance(rv.owner.op, MinibatchRandomVariable) else rv
-
-
-def _constant(x) -> float | None:
-    """The value of ``x`` if it is one number known without data (a parameter given as a
-    constant, also after the ``expand_dims`` that distributions add)."""
-    try:
-        return float(get_underlying_scalar_constant_value(x))
-    except NotScalarConstantError:
-        pass
-    if all(isinstance(root, Constant) for root in graph_inputs([x])):
-        value = np.asarray(x.eval())
-        if value.size == 1:
-            return float(value.reshape(()))
-    return None
-
-
-def support_of(rv) -> tuple[float, float] | None:
-    """``(lowest, highest)`` value of a discrete likelihood when known from its graph."""
-    return _support(likelihood_of(rv).owner)
-
-
-def _support(node) -> tuple[float, float] | None:
-    op = getattr(node, "op", None)
-    if isinstance(op, RandomVariable):
-        return _named_support(op.name, op.dist_params(node))
-    if isinstance(op, DiracDeltaRV):
-        c = _constant(node.inputs[-1])
-        return None if c is None else (c, c)
-    if isinstance(op, _BaseMixtureRV):  # zero-inflated and hurdle likelihoods, pm.Mixture
-        parts = [_support(c.owner) for c in node.inputs[2:]]
-        if not parts or None in parts:
-            return None
-        return min(p[0] for p in parts), max(p[1] for p in parts)
-    if isinstance(op, CensoredRV | TruncatedRV):
-        if isinstance(op, CensoredRV):
-            base = _support(node.inputs[0].owner)
-        else:  # the base's parameters follow the rng and size inputs
-            base = _named_support(getattr(op.base_rv_op, "name", None), node.inputs[2:-2])
-        if base is None:
-            return None
-        lower, upper = (_constant(x) for x in node.inputs[-2:])
-        # ceil and floor: a discrete value is whole, so a bound of 2.5 admits 3, not 2.5
-        lower = base[0] if lower is None else max(base[0], np.ceil(lower))
-        upper = base[1] if upper is None else min(base[1], np.floor(upper))
-        return float(lower), float(upper)
-    return None
-
-
-def _named_support(name, params) -> tuple[float, float] | None:
-    if name in _SUPPORT:
-        return _SUPPORT[name]
-    if name in ("binomial", "beta_binomial"):
-        n = _constant(params[0])
-        return (0, n if n is not None else math.inf)
-    if name == "categorical":
-        k = params[0].type.shape[-1]
-        return (0, k - 1) if k is not None else (0, math.inf)
-    if name == "discrete_uniform":
-        lower, upper = (_constant(x) for x in params[:2])
-        return (-math.inf if lower is None else lower, math.inf if upper is None else upper)
-    return None
+__all__ = ["Feed"]
 
 
 class Feed:
@@ -165,6 +84,10 @@ class Feed:
         self.single = self.placeholders[data_name] if data_name is not None else None
         for name, var in self.placeholders.items():
             self._check_shape(var, loader.sample_shape if fields is None else fields.shapes[name])
+        #: Rows each placeholder was created with, for the error of a model that fixes them.
+        self.created_rows = {
+            n: v.get_value(borrow=True).shape[0] for n, v in self.placeholders.items()
+        }
 
     # --------------------------------------------------------------- discovery and checks
     def _find(self, name: str) -> SharedVariable:
@@ -236,10 +159,12 @@ class Feed:
                     var.set_value(np.zeros((rows, *value.shape[1:]), value.dtype))
                 try:
                     sizes.append([int(n) for n in size_of()])
-                except Exception:  # the model fixes the batch dimension to batch_size
+                except Exception:  # the model fixes the batch dimension: the step explains
                     break
         finally:
             self.restore(original)
+        if not sizes:
+            return [None] * len(variables)
         per_row = []
         for j in range(len(variables)):
             k, rest = divmod(sizes[0][j], B)
@@ -282,7 +207,7 @@ class Feed:
         for rv, k in zip(observed, self.sizes_per_row(observed)):
             total = None
             if isinstance(rv.owner.op, MinibatchRandomVariable):
-                total = _constant(rv.owner.inputs[1])
+                total = constant_value(rv.owner.inputs[1])
             if not k:  # not a fixed number per row: e.g. a mask, counted by the user
                 want = "the number of values it stands for in all the data"
             elif n is None:
@@ -324,7 +249,18 @@ class Feed:
         the step failed (with ``err``) on a batch shorter than ``batch_size``; else return."""
         size = self.loader.batch_size
         if rows == size:
-            return
+            made = {n: r for n, r in self.created_rows.items() if r != size}
+            if not made:
+                return
+            name, first = next(iter(made.items()))
+            raise ValueError(
+                f"the step failed on a batch of {size} rows (batch_size), and pm.Data {name!r} "
+                f"was created with {first} rows: the model fixes the batch dimension to {first} "
+                f"somewhere, e.g. shape={first} on an observed variable. Create the placeholder "
+                f"with batch_size rows, pm.Data({name!r}, np.zeros(({size}, ...))), and leave "
+                "the batch dimension free (use the placeholder's shape[0]). pytensor said: "
+                f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}"
+            ) from err
         raise ValueError(
             f"the step failed on a batch of {rows} rows, the last of the epoch (the data's "
             f"{self.loader.num_rows} rows are not a multiple of batch_size={size}): the model "
@@ -432,7 +368,7 @@ class Feed:
             index = indices_from_subtensor(node.inputs[1:], node.op.idx_list)
             if placeholder.ndim != 2 or len(index) != 2 or index[0] != slice(None):
                 return None
-            column = _constant(index[1])
+            column = constant_value(index[1])
             if column is None:
                 return None
             width = placeholder.get_value(borrow=True).shape[1]
@@ -528,7 +464,8 @@ def _subtensor_columns(node, placeholder, width: int) -> set[int] | None:
     second = index[1]
     if isinstance(second, slice):
         bounds = [
-            None if b is None else _constant(b) for b in (second.start, second.stop, second.step)
+            None if b is None else constant_value(b)
+            for b in (second.start, second.stop, second.step)
         ]
         if any(
             b is None and v is not None
@@ -537,7 +474,7 @@ def _subtensor_columns(node, placeholder, width: int) -> set[int] | None:
             return None
         start, stop, step = (None if b is None else int(b) for b in bounds)
         return set(range(width)[slice(start, stop, step)])
-    column = _constant(second)
+    column = constant_value(second)
     return None if column is None else {int(column) % width}
 
 

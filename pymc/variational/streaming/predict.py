@@ -29,7 +29,8 @@ from pymc.pytensorf import compile as pytensor_compile
 from pytensor.graph.traversal import ancestors
 
 from pymc.variational.streaming.dataloader import DataLoader
-from pymc.variational.streaming.feeds import Feed, likelihood_of
+from pymc.variational.streaming.feeds import Feed
+from pymc.variational.streaming.likelihoods import likelihood_of
 
 __all__ = ["PlaceholderFiller", "predict", "warn_untransformed"]
 

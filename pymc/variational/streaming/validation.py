@@ -29,7 +29,8 @@ from pytensor.tensor.random.type import RandomGeneratorType
 import pymc as pm
 
 from pymc.variational.streaming.dataloader import DataLoader
-from pymc.variational.streaming.feeds import Feed, likelihood_of
+from pymc.variational.streaming.feeds import Feed
+from pymc.variational.streaming.likelihoods import likelihood_of
 from pymc.variational.streaming.predict import PlaceholderFiller, warn_untransformed
 
 __all__ = ["EarlyStopping", "HeldOutScore", "Validation"]

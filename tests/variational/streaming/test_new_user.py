@@ -808,3 +808,20 @@ def test_a_fit_without_the_convergence_schedule_says_so(options, said):
     assert len(messages) == len(said), messages
     for pattern in said:
         assert any(re.search(pattern, m) for m in messages), (pattern, messages)
+
+
+def test_a_placeholder_made_with_other_rows_than_batch_size_and_fixed_by_the_model():
+    # The placeholder has 100 rows, the batches 50, and shape=100 fixes the batch
+    # dimension: a bare SpecifyShape AssertionError with pytensor's hints came out.
+    loader = DataLoader(array_source(np.ones((1000, 1))), batch_size=50)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        batch = pm.Data("batch", np.zeros((100, 1)))
+        pm.Normal("y", mu, 1.0, observed=batch[:, 0], shape=100, total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False)
+    with pytest.raises(
+        ValueError,
+        match=r"pm.Data 'batch' was created with 100 rows: the model fixes the batch "
+        r"dimension to 100 .*pm.Data\('batch', np.zeros\(\(50, \.\.\.\)\)\)",
+    ):
+        trainer.fit(10)
