@@ -392,12 +392,10 @@ class Trainer:
     ) -> Approximation:
         """Run ``n`` steps, continuing from any earlier call, and return the approximation.
 
-        The computed losses are appended to ``approx.hist`` (every step's by default, every
-        ``log_every_n_steps``-th otherwise; ``trainer.losses`` has one entry per step).
-        Ctrl-C stops the loop after the current step and returns what was learned; the next
-        ``fit`` continues from there with the same optimizer state and the next batch. With
-        ``DataLoader(persistent_workers=True)`` the producer of the batches keeps running
-        for the next ``fit``; :meth:`close` stops it.
+        The computed losses are appended to ``approx.hist``. Ctrl-C stops after the current
+        step and keeps what was learned; the next ``fit`` continues with the same optimizer
+        state and the next batch. With ``DataLoader(persistent_workers=True)`` the producer
+        stays for the next ``fit``; :meth:`close` stops it.
 
         Parameters
         ----------
@@ -420,6 +418,10 @@ class Trainer:
         if not isinstance(n, int | np.integer) or isinstance(n, bool) or n < 0:
             raise ValueError(f"n must be a non-negative number of steps, got {n!r}")
         n = int(n)
+        try:  # np.empty: a fit(10**9) that stops early touches only the pages it used
+            losses = np.empty(n)
+        except MemoryError:
+            raise ValueError(f"fit({n:,d}): no memory for a loss per step; fit in parts") from None
         if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)
         cycle = self.compile()  # before the fork: compiling beside a worker copied ~100 MB
@@ -428,12 +430,9 @@ class Trainer:
         )
         self.optimization.use_raw()
         show = self.progressbar if progressbar is None else progressbar
-        losses = np.full(n, np.nan)
         self.stop_reason = None
         self._done_in_loop = self._fetched = 0
-        # Put back after the fit: a short last batch would not match the placeholder's
-        # coordinates (pm.Data(..., dims=...)), and no buffer of the stream may stay in it.
-        original = self.feed.values()
+        original = self.feed.values()  # put back: a short batch may not fit pm.Data's dims
         kept = False  # persistent workers stay for the next fit unless a read was cut short
         try:  # the watch too: a state found non-finite still closes the stream
             self._guard.watch(self._state_variables(), self._steps_done, self._position)
@@ -490,6 +489,7 @@ class Trainer:
             except (AssertionError, ValueError, IndexError) as err:  # costs nothing until raised
                 self.feed.explain_step_error(err, rows_of(batch))
                 raise
+            losses[i] = math.nan  # unless this step computes one
             if logs:
                 rows = rows_of(batch)
                 losses[i] = out if rows == B else out * (B / rows)  # one scale for short batches

@@ -825,3 +825,31 @@ def test_a_placeholder_made_with_other_rows_than_batch_size_and_fixed_by_the_mod
         r"dimension to 100 .*pm.Data\('batch', np.zeros\(\(50, \.\.\.\)\)\)",
     ):
         trainer.fit(10)
+
+
+def test_a_fit_of_very_many_steps_is_refused_or_costs_only_the_steps_run():
+    # fit(n) with a large n and a callback (or early stopping) to end it is common; the
+    # loss record used to be written out in full first: 800 MB for 10**8 steps, and a
+    # bare numpy MemoryError beyond the machine.
+    psutil = pytest.importorskip("psutil")
+    loader = DataLoader(array_source(np.ones((1000, 1))), batch_size=50)
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 10)
+        batch = pm.Data("batch", np.zeros((50, 1)))
+        pm.Normal("y", mu, 1.0, observed=batch[:, 0], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, progressbar=False, convergence=None)
+    with pytest.raises(
+        ValueError, match=r"fit\(10,000,000,000,000,000\): no memory .*fit in parts"
+    ):
+        trainer.fit(10**16)
+    trainer.fit(1)  # compiled, so that the next fit's growth is the record's alone
+
+    def stop(approx, losses, step):
+        if step == 31:
+            raise StopIteration("enough")
+
+    before = psutil.Process().memory_info().rss
+    trainer.fit(10**8, callbacks=[stop])
+    assert psutil.Process().memory_info().rss - before < 200e6
+    assert trainer.stop_reason == "enough" and trainer.state.step == 31
+    assert len(trainer.losses) == 31 and np.isfinite(trainer.losses).all()
