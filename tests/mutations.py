@@ -303,8 +303,8 @@ MUTANTS = [
     ),
     Mutant(
         "redaction-disabled",
-        "files.redact returns its text unchanged",
-        "files.py",
+        "redaction.redact returns its text unchanged",
+        "redaction.py",
         "    text = _URL.sub(lambda m: _redact_url(m.group(0)), str(text))\n",
         "    return str(text)\n",
         (("test_secrets.py", "no_secret_in_any_output_or_file"),),

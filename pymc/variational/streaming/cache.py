@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from pymc.variational.streaming.datasets import IterableDataset, Shard
-from pymc.variational.streaming.files import redact
+from pymc.variational.streaming.redaction import redact
 from pymc.variational.streaming.rowfile import (
     FINITE,
     RowFile,

@@ -40,11 +40,10 @@ from pymc.variational.streaming.files import (
     is_fork_safe,
     is_hub,
     is_local,
-    is_own_error,
-    read_error,
-    redact,
     resolve_files,
 )
+from pymc.variational.streaming.read_errors import is_own_error, read_error
+from pymc.variational.streaming.redaction import redact
 from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
 from pymc.variational.streaming.shutdown import GuardedFile
 

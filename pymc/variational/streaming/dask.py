@@ -35,7 +35,8 @@ from pymc.variational.streaming.datasets import (
     is_count,
     select_columns,
 )
-from pymc.variational.streaming.files import is_transient, read_error, redact, retry_after
+from pymc.variational.streaming.read_errors import is_transient, read_error, retry_after
+from pymc.variational.streaming.redaction import redact
 
 if TYPE_CHECKING:
     import dask.dataframe as dd

@@ -11,123 +11,42 @@
 #   WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 #   See the License for the specific language governing permissions and
 #   limitations under the License.
-"""Finding files through fsspec, naming them safely, and translating read errors.
+"""Finding files through fsspec: paths, directories, globs and URLs to a sorted list of
+files, Hub revisions pinned to their commit, and the version stamp of a file.
 
 Paths may be local files, directories, globs or any fsspec URL (``s3://``, ``hf://``,
-``http://``...). Everything shown to a user or stored (errors, warnings, shard names,
-fingerprints) goes through :func:`redact`, so that no password, token or signed query
-string ever leaves the process.
+``http://``...). Every path shown goes through
+:func:`~pymc.variational.streaming.redaction.redact`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
-import re
-import zlib
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import fsspec
+
+from pymc.variational.streaming.read_errors import chain_status, read_error
+from pymc.variational.streaming.redaction import (
+    redact,
+    register_secrets,
+    register_url_secrets,
+)
 
 __all__ = [
     "display_path",
     "file_version",
-    "http_status",
-    "ignores_range",
     "is_fork_safe",
     "is_hub",
     "is_local",
-    "is_own_error",
-    "is_transient",
     "pin_revisions",
-    "read_error",
-    "redact",
-    "register_secrets",
     "resolve_files",
-    "retry_after",
 ]
 
 _GLOB_CHARS = ("*", "?", "[")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
-# storage_options keys whose values are credentials, e.g. token, password, secret, key.
-_SECRET_KEY = re.compile(
-    r"token|secret|password|passwd|key|credential|auth|session|signature", re.I
-)
-# Environment variables that fsspec back ends read credentials from.
-_SECRET_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-_MIN_SECRET_CHARS = 6  # shorter values would redact ordinary words
-_secrets: set[str] = set()
-# Loggers of the I/O libraries under the sources, which log URLs as given (fsspec's HTTP
-# filesystem at DEBUG level): their records are redacted too.
-_IO_LOGGERS = (
-    "fsspec",
-    "fsspec.http",
-    "fsspec.spec",
-    "fsspec.caching",
-    "huggingface_hub",
-    "aiohttp.client",
-)
-
-
-class _RedactingFilter(logging.Filter):
-    """Rewrites a log record's message with :func:`redact` before any handler sees it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-_filter = _RedactingFilter()
-
-
-def register_secrets(storage_options: Mapping | None) -> None:
-    """Remember the credential values of ``storage_options`` (and of the usual environment
-    variables) so that :func:`redact` blanks them wherever they appear."""
-    values = [os.environ.get(name) for name in _SECRET_ENV]
-
-    def collect(options) -> None:
-        for key, value in (options or {}).items():
-            if isinstance(value, Mapping):
-                collect(value)
-            elif isinstance(value, str) and _SECRET_KEY.search(str(key)):
-                values.append(value)
-
-    collect(storage_options)
-    _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_CHARS)
-    for name in _IO_LOGGERS:
-        if _filter not in logging.getLogger(name).filters:
-            logging.getLogger(name).addFilter(_filter)
-
-
-def _redact_url(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    netloc = parts.netloc
-    if "@" not in netloc and not parts.query:
-        return url  # nothing to hide; keep the URL exactly as written
-    if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        netloc = f"{user.split(':', 1)[0]}:***@{host}" if ":" in user else f"***@{host}"
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact(text: str) -> str:
-    """``text`` with URL passwords, query strings and known credentials replaced by ``***``."""
-    text = _URL.sub(lambda m: _redact_url(m.group(0)), str(text))
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -194,172 +113,6 @@ def display_path(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return redact(path if is_local(fs) else fs.unstrip_protocol(path))
 
 
-def http_status(error: BaseException) -> int | None:
-    """The HTTP status an error carries: aiohttp's ``status``, or a response's ``status_code``
-    (requests, httpx, huggingface_hub)."""
-    for holder in (error, getattr(error, "response", None)):
-        for name in ("status", "status_code"):
-            status = getattr(holder, name, None)
-            if isinstance(status, int) and not isinstance(status, bool):
-                return status
-    return None
-
-
-# Raised by aiohttp (fsspec's HTTP filesystem) for dropped or truncated connections; named
-# rather than imported, since aiohttp is optional.
-_TRANSIENT_NAMES = {
-    "ClientConnectionError",
-    "ClientConnectorError",
-    "ClientOSError",
-    "ClientPayloadError",
-    "ContentLengthError",
-    "ServerDisconnectedError",
-    "ServerTimeoutError",
-    "TransferEncodingError",
-}
-
-
-def _chain(error: BaseException):
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
-def _chain_status(error: BaseException) -> tuple[int | None, BaseException]:
-    """The first HTTP status in the chain of causes of ``error``, and the error carrying
-    it (``error`` itself when there is none).
-
-    An error whose type says "not found" reads as a 404, whatever the status: the Hub
-    answers 401 for a private repository asked for without a token, which
-    huggingface_hub reads as RepositoryNotFoundError.
-    """
-    for e in _chain(error):
-        status = http_status(e)
-        if status is not None:
-            return (404 if type(e).__name__.endswith("NotFoundError") else status), e
-    return None, error
-
-
-def is_transient(error: BaseException) -> bool:
-    """Whether an error is worth retrying: it says "try again", not "this is wrong".
-
-    An error that says so itself (a ``transient`` attribute) decides. Otherwise an HTTP
-    status anywhere in the chain of causes decides: server errors (5xx, 408, 429) are
-    transient, any other status is not. fsspec's HTTP filesystem reports any failure to
-    open a file as a missing file, with the server's answer as its cause, so a 503 under
-    a FileNotFoundError is a moment's failure. Without a status, missing files and
-    refused permissions are permanent; dropped or truncated connections and timeouts
-    are transient.
-    """
-    chain = list(_chain(error))
-    for e in chain:
-        known = getattr(e, "transient", None)
-        if isinstance(known, bool):  # decided when the error was translated
-            return known
-    status, _ = _chain_status(error)
-    if status is not None:
-        return status >= 500 or status in (408, 429)
-    for e in chain:
-        if isinstance(
-            e, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
-        ):
-            return False
-        if isinstance(e, ConnectionError | TimeoutError | asyncio.TimeoutError):
-            return True
-        if any(cls.__name__ in _TRANSIENT_NAMES for cls in type(e).__mro__):
-            return True
-    return False
-
-
-def retry_after(error: BaseException) -> float | None:
-    """Seconds a server asked to wait (``Retry-After``, in seconds), or None."""
-    for e in _chain(error):
-        known = getattr(e, "retry_after", None)
-        if isinstance(known, int | float) and not isinstance(known, bool):
-            return float(known)
-        for holder in (e, getattr(e, "response", None)):
-            headers = getattr(holder, "headers", None)
-            value = headers.get("Retry-After") if isinstance(headers, Mapping) else None
-            if value is None:  # the header may be on a cause: fsspec wraps the response's error
-                continue
-            try:
-                return max(float(value), 0.0)
-            except (TypeError, ValueError):  # an HTTP date: not worth parsing here
-                return None
-    return None
-
-
-def read_error(err: BaseException, where: str) -> Exception:
-    """A read failure as the error a user can act on, naming what failed.
-
-    The message is redacted, and the error keeps only what retrying needs (``status`` and
-    whether it is ``transient``): raise it outside the ``except`` block, so that the
-    original, which may hold credentials (huggingface_hub keeps the request's headers on
-    its errors), is not chained to it.
-    """
-    # fsspec's HTTP filesystem raises FileNotFoundError for any failed HEAD and GET, the
-    # server's answer being its cause: the status says what really happened.
-    status, answer = _chain_status(err)
-    if (isinstance(err, FileNotFoundError) and status in (None, 404)) or (
-        isinstance(err, PermissionError) and status in (None, 401, 403)
-    ):
-        error = type(err)(redact(f"{where}: {err}"))
-    elif status in (401, 403):
-        error = PermissionError(
-            redact(
-                f"{where}: access refused (HTTP {status}); check the credentials in storage_options"
-            )
-        )
-    elif status == 404:
-        error = FileNotFoundError(redact(f"{where}: not found (HTTP 404)"))
-    elif isinstance(err, EOFError | zlib.error):
-        error = OSError(
-            redact(
-                f"{where} is truncated or its compression is corrupt ({type(err).__name__}: {err})"
-            )
-        )
-    elif ignores_range(err):
-        # fsspec's advice (block_size=0, a streaming file) does not fit a reader that seeks.
-        error = OSError(
-            redact(
-                f"reading {where} failed: the HTTP server ignores Range requests (it sends "
-                "the whole file), and reading a file in parts needs them; use a server that "
-                "supports HTTP Range requests, or download the file first"
-            )
-        )
-    else:
-        # A "missing" file whose cause is a server error is described by that error.
-        shown = answer if isinstance(err, FileNotFoundError | PermissionError) else err
-        error = OSError(redact(f"reading {where} failed: {type(shown).__name__}: {shown}"))
-    error.status = status
-    error.transient = is_transient(err)
-    error.retry_after = retry_after(err)
-    return error
-
-
-def ignores_range(error: BaseException) -> bool:
-    """Whether ``error`` is fsspec's HTTP file refusing a read at an offset, because the
-    server answered a Range request with the whole file."""
-    return isinstance(error, ValueError) and "support range requests" in str(error)
-
-
-_PACKAGE = __name__.rpartition(".")[0]
-
-
-def is_own_error(error: BaseException) -> bool:
-    """Whether ``error`` was raised by this package (its innermost frame is here), and so
-    names its file already, rather than by a library it calls (fsspec, Arrow, numpy)."""
-    tb = error.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    module = tb.tb_frame.f_globals.get("__name__", "")
-    return module == _PACKAGE or module.startswith(f"{_PACKAGE}.")
-
-
 def is_hub(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the Hugging Face Hub's filesystem (``hf://``)."""
     return "hf" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
@@ -398,16 +151,6 @@ def pin_revisions(
         f"{prefixes.get(kind, '')}{repo}@{revision}": sha
         for (kind, repo, revision), sha in commits.items()
     }
-
-
-def _register_url_secrets(path: str) -> None:
-    """A URL's password and query values are credentials (signed URLs): never show them."""
-    try:
-        parts = urlsplit(path)
-    except ValueError:
-        return
-    values = [parts.password] + [v for _, v in parse_qsl(parts.query)]
-    _secrets.update(v for v in values if v and len(v) >= _MIN_SECRET_CHARS)
 
 
 def resolve_files(
@@ -449,7 +192,7 @@ def resolve_files(
     files: list[str] = []
     for p in paths:
         p = os.fspath(p)
-        _register_url_secrets(p)
+        register_url_secrets(p)
         shown = redact(p)
         p_fs, root = fsspec.core.url_to_fs(p, **(storage_options or {}))
         if fs is None:
@@ -462,7 +205,7 @@ def resolve_files(
         try:
             files.extend(_expand(fs, root, shown, suffixes, kind))
         except (FileNotFoundError, ValueError) as err:
-            if _chain_status(err)[0] in (None, 404):  # ours, or truly missing
+            if chain_status(err)[0] in (None, 404):  # ours, or truly missing
                 raise
             failure = read_error(err, f"{kind}_source path {shown!r}")  # a 503 or 401
         except Exception as err:  # e.g. an HTTP 403 from a listing: name the path
@@ -484,7 +227,7 @@ def _expand(
 ) -> list[str]:
     """The files that one path stands for."""
     pattern = root
-    if {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+    if _is_http(fs):
         pattern = urlsplit(root).path  # "?" starts a query (a signed URL), not a glob
     if any(c in pattern for c in _GLOB_CHARS):
         found = sorted(fs.glob(root))
@@ -511,7 +254,7 @@ def _expand(
         fs.info(root)
         return [root]
     except FileNotFoundError as err:
-        if _chain_status(err)[0] not in (None, 404):
+        if chain_status(err)[0] not in (None, 404):
             raise  # fsspec's "not found" for a server that failed otherwise (503, 401)
         # else raised below, unchained: the original may hold the URL's password
     raise FileNotFoundError(f"{kind}_source: no such file or directory: {shown!r}")
@@ -539,3 +282,9 @@ def _data_files(
         if not suffixes or f.lower().endswith(suffixes):
             files.append(f)
     return sorted(files)
+
+
+def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
+    return bool(
+        {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    )

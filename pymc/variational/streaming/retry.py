@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pymc.variational.streaming.files import is_transient, read_error, redact, retry_after
+from pymc.variational.streaming.read_errors import is_transient, read_error, retry_after
+from pymc.variational.streaming.redaction import redact
 
 __all__ = ["RetryPolicy", "as_retry_policy", "is_transient"]
 
