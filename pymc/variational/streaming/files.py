@@ -281,7 +281,18 @@ def _data_files(
             continue
         if not suffixes or f.lower().endswith(suffixes):
             files.append(f)
+        elif _is_index_page(fs, f, relative):
+            files.extend(_data_files(fs, f"{f}/", suffixes))
     return sorted(files)
+
+
+def _is_index_page(fs: fsspec.AbstractFileSystem, path: str, relative: str) -> bool:
+    """Whether an HTTP listing's entry without a file ending is a subdirectory's index
+    page. fsspec takes a link for a directory only when it ends with "/", and some servers
+    (aiohttp's) link subdirectories without one: their files would be left out silently."""
+    if not _is_http(fs) or "." in relative.rsplit("/", 1)[-1]:
+        return False
+    return str(fs.info(path).get("mimetype", "")).startswith("text/html")
 
 
 def _is_http(fs: fsspec.AbstractFileSystem) -> bool:

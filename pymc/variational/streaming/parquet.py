@@ -46,11 +46,10 @@ from pymc.variational.streaming.files import (
     is_fork_safe,
     is_hub,
     is_local,
-    is_own_error,
-    read_error,
-    redact,
     resolve_files,
 )
+from pymc.variational.streaming.read_errors import is_own_error, read_error
+from pymc.variational.streaming.redaction import redact
 from pymc.variational.streaming.retry import RetryPolicy, as_retry_policy
 from pymc.variational.streaming.shutdown import GuardedFile
 
@@ -281,7 +280,9 @@ def parquet_source(
         ``.ipynb_checkpoints/``), a glob such as ``"data/part-*.parquet"`` (directories it
         matches stand for their files), a list of any of these, or an fsspec URL such as
         ``"s3://bucket/criteo/"`` or ``"hf://datasets/user/repo/data/"``. Hive partition
-        keys in directory names (``year=2024/``) are not read as columns.
+        keys in directory names (``year=2024/``) are not read as columns. An ``http://``
+        directory is listed from its index page; the server must answer Range requests
+        (nginx, Apache and object stores do; ``python -m http.server`` does not).
     columns : list of str, optional
         Columns to read, in the order they appear in each row. Defaults to every column
         but the index that pandas' ``to_parquet`` stores (``__index_level_0__``), as
