@@ -207,7 +207,7 @@ def test_transient_faults_leave_rows_intact(clicks, hub, fault):
     )  # the fault was met and retried
 
 
-def test_private_repositories_and_wrong_revisions(hub, monkeypatch):
+def test_private_repositories_and_wrong_revisions(hub, clicks, monkeypatch):
     from huggingface_hub import HfFileSystem
 
     secret = "hf_privatetoken1234567890"
