@@ -216,6 +216,8 @@ def check_rule(
 
 
 def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row: int) -> None:
+    # Values are checked after the transform, which may have made them (np.log of a zero).
+    made = " (after the transform: check it too)" if plan.transform is not None else ""
     for j in range(block.shape[1]):
         bad = ~np.isfinite(block[:, j])
         if bad.any():
@@ -224,13 +226,13 @@ def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row
             if kind == "inf":
                 raise ValueError(
                     f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} inf "
-                    f"value(s), first at row {row} of the shard, which cannot be fed to "
+                    f"value(s), first at row {row} of the shard{made}, which cannot be fed to "
                     "a model: replace them in the data, or with the DataLoader's transform= "
                     "(e.g. np.clip), or drop those rows before streaming."
                 )
             raise ValueError(
                 f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} {kind} value(s), "
-                f"first at row {row} of the shard. Missing values cannot be fed to a model: fill "
+                f"first at row {row} of the shard{made}. Missing values cannot be fed to a model: fill "
                 "missing features with the DataLoader's transform= (e.g. transform=lambda x: "
                 "np.nan_to_num(x, nan=0.0) where 0 means 'absent'), and drop rows with missing "
                 "labels from the data before streaming it; a filled label is a made-up observation."

@@ -271,7 +271,9 @@ class DataLoader:
 
     def _column_names(self) -> list[str]:
         cols = list(self.source.columns)
-        return cols if len(cols) == self.width else [f"column {j}" for j in range(self.width)]
+        if len(cols) == self.width:
+            return cols
+        return [f"#{j} of the transform's output" for j in range(self.width)]
 
     def _resolve_sample_shape(self, sample_shape) -> tuple[int, ...]:
         if sample_shape is None:

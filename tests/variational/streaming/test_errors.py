@@ -257,6 +257,13 @@ def nan_in_parquet(tmp_path):
     epoch(DataLoader(parquet_source(tmp_path / "d"), batch_size=10))
 
 
+def nan_made_by_a_transform_that_adds_a_column(tmp_path):
+    path = write_parquet(tmp_path / "data.parquet", a=[1.0, 2.0, 3.0], b=[1.0, 0.0, 3.0])
+    log_b = lambda x: np.column_stack([x, np.log(x[:, 1]) - np.log(x[:, 1])])  # noqa: E731
+    with np.errstate(all="ignore"):
+        epoch(DataLoader(parquet_source(path), batch_size=3, transform=log_b, sample_shape=(3,)))
+
+
 def null_in_parquet(tmp_path):
     path = write_parquet(
         tmp_path / "data.parquet", a=[1.0, 2.0, 3.0], b=pa.array([1, None, 3], pa.int64())
@@ -590,6 +597,17 @@ CASES = [
         ValueError,
         all_of(name("part-1.parquet"), "column 'b'", NON_FINITE),
         id="nan-in-parquet",
+    ),
+    pytest.param(
+        nan_made_by_a_transform_that_adds_a_column,
+        ValueError,
+        all_of(
+            name("data.parquet"),
+            'column "#2 of the transform\'s output"',
+            NON_FINITE,
+            r"first at row 1 of the shard \(after the transform: check it too\)",
+        ),
+        id="nan-made-by-a-transform",
     ),
     pytest.param(
         null_in_parquet,
