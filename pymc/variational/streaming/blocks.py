@@ -230,11 +230,13 @@ def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row
                     "a model: replace them in the data, or with the DataLoader's transform= "
                     "(e.g. np.clip), or drop those rows before streaming."
                 )
-            raise ValueError(
+            error = ValueError(
                 f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} {kind} value(s), "
                 f"first at row {row} of the shard{made}. Missing values cannot be fed to a model: fill "
                 "missing features with the DataLoader's transform= (e.g. transform=lambda x: "
                 "np.nan_to_num(x, nan=0.0) where 0 means 'absent'), and drop rows with missing "
                 "labels from the data before streaming it; a filled label is a made-up observation."
             )
+            error.column, error.shard = plan.column_names[j], shard.name  # for predict()'s advice
+            raise error
     # The sum overflowed but every value is finite: nothing to report.

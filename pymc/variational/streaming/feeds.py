@@ -302,11 +302,11 @@ class Feed:
             elif x.dtype.startswith("float"):
                 bad = pt.any(pt.neq(x, pt.round(x)) | pt.lt(x, low) | pt.gt(x, high))
                 untraced.append((rv.name, pytensor_compile([], bad), rule.describe()))
-        for column, rule in self._index_rules().items():
+        for column, rule in self.index_rules().items():
             traced.setdefault(column, rule)
         return traced, untraced
 
-    def _index_rules(self) -> dict[int, LabelRule]:
+    def index_rules(self) -> dict[int, LabelRule]:
         """Columns that index a variable (``a[g]``, ``a[batch[:, 0].astype(int)]``) must hold
         0 .. its length - 1: a code of -1 (pandas' missing category) would count from the
         end and pool its rows into the last group, silently."""

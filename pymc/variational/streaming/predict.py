@@ -98,6 +98,62 @@ def _field_columns(loader: DataLoader, field: str) -> list[str]:
     return [loader.column_names[j] for j in loader.fields.index[field][0]]
 
 
+def _names_read(train: DataLoader, used: dict[str, set[int] | None]) -> set[str]:
+    """The names of the Trainer's columns in ``used`` (``Feed.columns_read``)."""
+    names: set[str] = set()
+    for placeholder, columns in used.items():
+        group = (
+            list(train.column_names) if train.fields is None else _field_columns(train, placeholder)
+        )
+        names.update(group if columns is None else [group[j] for j in columns])
+    return names
+
+
+def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_name: str) -> None:
+    """Refuse a categorical column read with other codes than in training: each source
+    codes its own levels, so level ``c`` could take the code that ``a`` had in training."""
+    given, coded = loader.categories, train.categories
+    for name in sorted(read & set(loader.column_names)):
+        if name not in coded and name not in given:
+            continue
+        levels = coded[name].tolist() if name in coded else None
+        have = given[name].tolist() if name in given else None
+        if levels is not None and have is not None and have == levels[: len(have)]:
+            continue  # the same code for every level
+        said = (
+            f"column {name!r} is coded with the levels {_show(have)} in {loader_name} and "
+            f"{_show(levels)} in the Trainer's loader"
+        )
+        if levels is None or have is None:  # codes made by hand may be right: say what to check
+            warnings.warn(
+                f"{said}: the values must be the codes the Trainer's rows had, or the "
+                "predictions use other groups' effects. "
+                + (
+                    f"Build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}}"
+                    if levels
+                    else "Read it as the Trainer's source does"
+                ),
+                UserWarning,
+                stacklevel=5,
+            )
+            continue
+        raise ValueError(
+            f"{said}: the same code would mean another group. To keep every level's code, "
+            f"build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}} "
+            "(a level the Trainer never saw is then an error naming it)"
+        )
+
+
+def _show(levels: list | None) -> str:
+    if levels is None:
+        return "(none: read as numbers)"
+    return (
+        repr(levels)
+        if len(levels) <= 6
+        else f"[{', '.join(map(repr, levels[:5]))}, ...] ({len(levels)})"
+    )
+
+
 class PlaceholderFiller:
     """Builds the placeholders' values from the batches of a loader other than the
     Trainer's: columns, and the columns of each field, matched by name, and those that
@@ -129,6 +185,16 @@ class PlaceholderFiller:
         used = feed.columns_read(nodes)
         self.feed = feed
         self.fields = loader.fields
+        #: Names of the Trainer's columns that ``nodes`` read.
+        self.read = _names_read(train, used)
+        _check_levels(train, loader, self.read, loader_name)
+        #: ``{column of loader: LabelRule}``: group codes must index their variable, as in
+        #: training (a -1 would pick the last group).
+        self.rules = {
+            loader.column_names.index(train.column_names[j]): rule
+            for j, rule in feed.index_rules().items()
+            if train.column_names[j] in loader.column_names
+        }
         if train.fields is not None:
             if loader.fields is None:
                 raise ValueError(f"the Trainer's loader has fields; {loader_name} needs fields too")
@@ -248,7 +314,7 @@ def predict(
     done = False
     try:
         with dataloader.iterate(
-            dtype=filler.dtype(), epochs=1, storage_order=True, prefetch=0
+            dtype=filler.dtype(), epochs=1, storage_order=True, prefetch=0, rules=filler.rules
         ) as batches:
             for batch in batches:
                 values, rows = filler(batch)
@@ -266,6 +332,15 @@ def predict(
                     for name, value in zip(columns, results):
                         parts[name].append(value)
         done = True
+    except ValueError as err:
+        column = getattr(err, "column", None)
+        if column is None or column in filler.read:
+            raise
+        raise ValueError(
+            f"{err.shard}: column {column!r} holds missing values, and the predictions do not "
+            f"read it: leave it out of the prediction loader's source (columns=[...] without "
+            f"{column!r}); a column they do not read need not be there"
+        ) from None
     finally:
         feed.restore(saved)
         if writer is not None:

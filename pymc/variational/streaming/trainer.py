@@ -336,10 +336,10 @@ class Trainer:
         Parameters
         ----------
         dataloader : DataLoader
-            The rows to predict for, read once in storage order (its ``shuffle`` and
-            ``drop_last`` do not apply). Columns (or fields) are matched to the
-            Trainer's by name; those the predictions do not read, such as labels, may be
-            missing and are filled with zeros.
+            The rows to predict for, each once, in storage order. Columns (or fields) are
+            matched to the Trainer's by name, and those not read (labels) may be missing.
+            Categorical codes must mean the same levels: build the source with
+            ``categorical={"g": trainer.dataloader.categories["g"]}``; other codes are refused.
         var_names : str or list of str
             Observed variables or deterministics of the model that have one value per row.
         draws : int, default 100

@@ -52,9 +52,9 @@ class HeldOutScore:
     feed : Feed
         The placeholders that the training loader fills.
     dataloader : DataLoader
-        Held-out rows, read one full epoch per evaluation (storage order is fine). Its
-        columns (or the columns of its fields) are matched to the training loader's by name,
-        in any order.
+        Held-out rows, every one of them in storage order at each evaluation (the loader's
+        ``shuffle`` and ``drop_last`` do not apply). Its columns (or the columns of its
+        fields) are matched to the training loader's by name, in any order.
     draws : int, default 100
         Posterior draws ``S`` per evaluation.
     """
@@ -100,11 +100,20 @@ class HeldOutScore:
         set_batch = self.feed.setter()
         total, rows = 0.0, 0
         try:
-            for batch in self.dataloader.iter_epoch(0, dtype=self._filler.dtype()):
-                values, n = self._filler(batch)
-                set_batch(values)
-                total += float(self._fn()) * n
-                rows += n
+            # Every row, whatever drop_last says; group codes checked as in training.
+            with self.dataloader.iterate(
+                dtype=self._filler.dtype(),
+                prefetch=0,
+                workers=0,
+                rules=self._filler.rules,
+                epochs=1,
+                storage_order=True,
+            ) as batches:
+                for batch in batches:
+                    values, n = self._filler(batch)
+                    set_batch(values)
+                    total += float(self._fn()) * n
+                    rows += n
         finally:
             self.feed.restore(saved)
         return total / rows

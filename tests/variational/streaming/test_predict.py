@@ -315,3 +315,94 @@ def test_draws_may_be_a_numpy_integer():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"^draws must be a positive integer, got True$"):
         trainer.predict(rows, "eta", draws=True)
+
+
+GROUP_EFFECTS = {"a": -2.0, "b": -1.0, "c": 1.0, "d": 2.0}
+
+
+@pytest.fixture(scope="module")
+def fitted_groups(tmp_path_factory):
+    """A Normal mean per group, the groups read as categorical codes of column g."""
+    folder = tmp_path_factory.mktemp("groups")
+    rng = np.random.default_rng(3)
+    g = rng.choice(list(GROUP_EFFECTS), 4000)
+    y = np.array([GROUP_EFFECTS[k] for k in g]) + rng.normal(0.0, 0.5, 4000)
+    pq.write_table(pa.table({"g": g, "y": y}), folder / "train.parquet")
+    loader = DataLoader(parquet_source(folder / "train.parquet", categorical=["g"]), batch_size=400)
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 5.0, shape=4)
+        batch = pm.Data("batch", np.zeros((400, 2)))
+        mu = pm.Deterministic("mu", a[batch[:, 0].astype("int64")])
+        pm.Normal("y", mu, 0.5, observed=batch[:, 1], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not converged": short fit
+        trainer.fit(1500)
+    return trainer, folder
+
+
+def new_groups(folder, name, groups, y=None):
+    y = np.zeros(len(groups)) if y is None else y
+    pq.write_table(pa.table({"g": groups, "y": y}), folder / name)
+    return folder / name
+
+
+def test_group_codes_are_matched_by_level_not_by_position(fitted_groups):
+    # A prediction source coding its own levels gave c the effect of a, d that of b, and
+    # the unseen zz that of c, silently.
+    trainer, folder = fitted_groups
+    path = new_groups(folder, "new.parquet", ["c", "d", "zz"])
+    own = DataLoader(parquet_source(path, categorical=["g"]), batch_size=3)
+    message = (
+        r"column 'g' is coded with the levels \['c', 'd', 'zz'\] in the prediction loader and "
+        r"\['a', 'b', 'c', 'd'\] in the Trainer's loader: the same code would mean another "
+        r"group. To keep every level's code, build its source with "
+        r"categorical=\{'g': trainer.dataloader.categories\['g'\]\}"
+    )
+    with pytest.raises(ValueError, match=message):
+        trainer.predict(own, "mu")
+    levels = {"g": trainer.dataloader.categories["g"]}
+    with pytest.raises(ValueError, match=r"new.parquet.*'zz'"):
+        trainer.predict(DataLoader(parquet_source(path, categorical=levels), batch_size=3), "mu")
+    # Levels coded as in training (given, or a leading run of them) predict their groups.
+    fitted_a = trainer.approx.mean.eval()
+    known = new_groups(folder, "known.parquet", ["d", "c", "c"])
+    out = trainer.predict(
+        DataLoader(parquet_source(known, categorical=levels), batch_size=2), "mu", draws=500
+    )
+    np.testing.assert_allclose(out["mu"], fitted_a[[3, 2, 2]], atol=0.05)
+    prefix = new_groups(folder, "prefix.parquet", ["b", "a"])
+    out = trainer.predict(DataLoader(parquet_source(prefix, categorical=["g"]), batch_size=2), "mu")
+    np.testing.assert_allclose(out["mu"], fitted_a[[1, 0]], atol=0.05)
+    assert abs(out["mu"][0] - GROUP_EFFECTS["b"]) < 0.1
+
+
+def test_group_codes_given_as_numbers_warn_and_out_of_range_codes_are_named(fitted_groups):
+    trainer, _ = fitted_groups
+    codes = DataLoader(array_source(np.array([[3.0, 0.0], [0.0, 0.0]]), columns=["g", "y"]), 2)
+    with pytest.warns(UserWarning, match=r"column 'g' is coded .* \(none: read as numbers\)"):
+        out = trainer.predict(codes, "mu")
+    np.testing.assert_allclose(out["mu"], trainer.approx.mean.eval()[[3, 0]], atol=0.05)
+    # pandas' code for a missing category: it picked the last group in predict().
+    missing = DataLoader(array_source(np.array([[1.0, 0.0], [-1.0, 0.0]]), columns=["g", "y"]), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match=r"column 'g' holds -1.0 at row 1 .*index of 'a'"):
+            trainer.predict(missing, "mu")
+
+
+def test_an_unread_label_column_of_missing_values_is_named_as_unread(fitted_groups):
+    trainer, folder = fitted_groups
+    levels = {"g": trainer.dataloader.categories["g"]}
+    path = new_groups(folder, "unlabelled.parquet", ["a", "b"], y=np.full(2, np.nan))
+    loader = DataLoader(parquet_source(path, categorical=levels), batch_size=2)
+    message = (
+        r"unlabelled.parquet \(row group 0\): column 'y' holds missing values, and the "
+        r"predictions do not read it: leave it out of the prediction loader's source"
+    )
+    with pytest.raises(ValueError, match=message):
+        trainer.predict(loader, "mu")
+    loader = DataLoader(parquet_source(path, categorical=levels, columns=["g"]), batch_size=2)
+    np.testing.assert_allclose(
+        trainer.predict(loader, "mu")["mu"], trainer.approx.mean.eval()[[0, 1]], atol=0.05
+    )
