@@ -22,16 +22,22 @@ is done by a producer of :mod:`~pymc.variational.streaming.prefetch` that receiv
 from __future__ import annotations
 
 import dataclasses
-import math
-import multiprocessing
 import os
 import secrets
+import weakref
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from pymc.variational.streaming.arguments import (
+    can_fork,
+    check_loader_arguments,
+    is_int,
+    resolve_sample_shape,
+    resolve_total_size,
+)
 from pymc.variational.streaming.blocks import LabelRule, apply_transform
 from pymc.variational.streaming.cache import CacheEntry, RowCache, resolve_cache
 from pymc.variational.streaming.datasets import IterableDataset, Shard, fingerprint_difference
@@ -45,14 +51,6 @@ __all__ = ["DataLoader"]
 # but gather slower once they outgrow the CPU caches (2x slower at 2**18 rows).
 DEFAULT_BUFFER_ROWS = 1 << 16
 _CONFIG_KEYS = ("batch_size", "buffer_size", "shuffle", "drop_last")
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
 class DataLoader:
@@ -133,7 +131,9 @@ class DataLoader:
         reads without a cache, with a warning. A directory, ``True`` (the default
         directory) or a :class:`~pymc.variational.streaming.RowCache` (its own limits)
         insist: rows that do not fit are an error. ``None`` or ``False`` read the source
-        every epoch. The cache never changes which rows come when.
+        every epoch. The cache never changes which rows come when. Rows once cached are
+        read as they were: a file rewritten after that goes unseen by this source (without
+        the cache, an error names it); a source built again reads the new rows.
 
     Examples
     --------
@@ -166,46 +166,22 @@ class DataLoader:
         cache: str | bool | os.PathLike | RowCache | None = "auto",
         persistent_workers: bool = False,
     ):
-        if not isinstance(source, IterableDataset):
-            raise TypeError(
-                f"source must be an IterableDataset (e.g. parquet_source(...)), got {type(source).__name__}; "
-                "wrap in-memory arrays with array_source(...)"
-            )
-        if not _is_int(batch_size) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_loader_arguments(
+            source,
+            batch_size=batch_size,
+            buffer_size=buffer_size,
+            seed=seed,
+            prefetch=prefetch,
+            workers=workers,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            persistent_workers=persistent_workers,
+            transform=transform,
+            fields=fields,
+            sample_shape=sample_shape,
+        )
         if buffer_size is None:
             buffer_size = max(DEFAULT_BUFFER_ROWS, 4 * batch_size)
-        if not _is_int(buffer_size) or buffer_size <= 0:
-            raise ValueError(f"buffer_size must be a positive integer, got {buffer_size!r}")
-        if seed is not None and (not _is_int(seed) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        if not _is_int(prefetch) or prefetch < 0:
-            raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
-        if workers not in (None, 0, 1):
-            raise ValueError(
-                f"workers must be 0 (a thread), 1 (a worker process) or None, got {workers!r}"
-            )
-        if workers == 1 and not _can_fork():
-            raise ValueError(
-                "workers=1 needs the 'fork' start method, which this platform lacks; use workers=0"
-            )
-        if workers == 1 and not getattr(source, "fork_safe", True):
-            raise ValueError(
-                f"{type(source).__name__} cannot be read from a forked worker process; use workers=0"
-            )
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(flag, bool | np.bool_):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
-        if not isinstance(persistent_workers, bool | np.bool_):
-            raise TypeError(f"persistent_workers must be True or False, got {persistent_workers!r}")
-        if transform is not None and not callable(transform):
-            raise TypeError(
-                f"transform must be a function of a 2-D array, got {type(transform).__name__}"
-            )
-        if fields is not None and sample_shape is not None:
-            raise ValueError(
-                "give either sample_shape or fields, not both: each field has its own shape"
-            )
         #: Where decoded rows are cached, or None.
         self.cache = resolve_cache(cache, source)
         self._cache_entries: dict[np.dtype, CacheEntry] = {}
@@ -225,6 +201,9 @@ class DataLoader:
         self.persistent_workers = bool(persistent_workers)
         #: Epoch of the next ``iter(loader)``.
         self.epoch = 0
+        # Where the next iter(loader) starts after a mid-epoch state; the last iterator.
+        self._resume: tuple[int, int] | None = None
+        self._last: weakref.ref | None = None
         self.num_rows = source.num_rows
         self.shards = tuple(source.shards())
         if not self.shards or self.num_rows == 0:
@@ -234,32 +213,19 @@ class DataLoader:
                 f"drop_last=True with batch_size={self.batch_size} but the source holds only "
                 f"{self.num_rows} rows: every batch would be dropped"
             )
-        self.total_size = self._resolve_total_size(total_size)
+        self.total_size = resolve_total_size(total_size, self.num_rows)
         if self.shuffle:
             warn_if_barely_shuffled(self.shards, self.window_rows)
         self.width = self._row_width()
         self.column_names = self._column_names()
         self.fields = Fields(fields, self.column_names) if fields is not None else None
         self.sample_shape = (
-            self._resolve_sample_shape(sample_shape) if self.fields is None else None
+            resolve_sample_shape(sample_shape, self.column_names, transform)
+            if self.fields is None
+            else None
         )
 
     # --------------------------------------------------------------- set-up checks
-    def _resolve_total_size(self, total_size) -> int | None:
-        if total_size is None or (isinstance(total_size, str) and total_size == "auto"):
-            return None if total_size is None else self.num_rows
-        if not _is_int(total_size) or total_size <= 0:
-            raise ValueError(
-                f'total_size must be "auto", a positive int or None, got {total_size!r}'
-            )
-        if self.num_rows is not None and total_size < self.num_rows:  # e.g. a number of batches
-            raise ValueError(
-                f"total_size={total_size:,d} is smaller than the {self.num_rows:,d} rows of the "
-                "source: it counts the rows each batch stands for, not a number of batches. Leave "
-                'total_size="auto", or give a larger N for rows sampled from a larger population'
-            )
-        return int(total_size)
-
     def _row_width(self) -> int:
         """Columns per row after the transform, probed on the first block when there is one."""
         width = len(self.source.columns)
@@ -274,24 +240,6 @@ class DataLoader:
         if len(cols) == self.width:
             return cols
         return [f"#{j} of the transform's output" for j in range(self.width)]
-
-    def _resolve_sample_shape(self, sample_shape) -> tuple[int, ...]:
-        if sample_shape is None:
-            return (self.width,)
-        if _is_int(sample_shape):
-            sample_shape = (sample_shape,)
-        if isinstance(sample_shape, str) or not all(_is_int(d) and d >= 0 for d in sample_shape):
-            raise TypeError(
-                f"sample_shape must be a tuple of ints (each >= 0), got {sample_shape!r}"
-            )
-        shape = tuple(int(d) for d in sample_shape)
-        if math.prod(shape) != self.width:
-            after = " after the transform" if self.transform is not None else ""
-            raise ValueError(
-                f"sample_shape={shape} holds {math.prod(shape)} values per row, but the rows "
-                f"have {self.width} columns{after}: {self.column_names}"
-            )
-        return shape
 
     # --------------------------------------------------------------- sizes and facts
     def __len__(self) -> int:
@@ -333,7 +281,7 @@ class DataLoader:
         process where the platform and the source allow one."""
         if self.workers is not None:
             return self.workers
-        return int(_can_fork() and getattr(self.source, "fork_safe", True))
+        return int(can_fork() and getattr(self.source, "fork_safe", True))
 
     def resolve_seed(self, random_seed: int | None = None) -> int:
         """The shuffle seed: the loader's ``seed`` when given, else one derived from
@@ -490,14 +438,17 @@ class DataLoader:
         )
 
     def __iter__(self) -> BatchIterator:
-        """One epoch of batches; the next ``iter(loader)`` is the next epoch."""
-        epoch = self.epoch
-        self.epoch += 1
-        return self.iterate((epoch, 0), epochs=1)
+        """One epoch of batches (the rest of it after a mid-epoch :meth:`load_state_dict`);
+        the next ``iter(loader)`` is the next epoch."""
+        start, self._resume = self._resume or (self.epoch, 0), None
+        self.epoch = start[0] + 1
+        iterator = self.iterate(start, epochs=1)
+        self._last = weakref.ref(iterator)
+        return iterator
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next ``iter(loader)`` run ``epoch`` (as ``DistributedSampler.set_epoch``)."""
-        if not _is_int(epoch) or epoch < 0:
+        if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         self.epoch = int(epoch)
 
@@ -507,11 +458,21 @@ class DataLoader:
 
     # --------------------------------------------------------------- resume
     def state_dict(self) -> dict:
-        """The shuffle seed, the epoch of the next ``iter(loader)``, and what a resume must
-        check: the batching options and the data's fingerprint (no paths, no credentials)."""
+        """The shuffle seed, where the next ``iter(loader)`` starts, and what a resume must
+        check: the batching options and the data's fingerprint (no paths, no credentials).
+
+        Taken while an iterator of the loader is part-way through its epoch, it holds the
+        position of that iterator's next batch, as torchdata's ``StatefulDataLoader``
+        does: a loader given it goes on with the rest of that epoch.
+        """
+        epoch, batch = self._resume or (self.epoch, 0)
+        iterator = self._last() if self._last is not None else None
+        if iterator is not None and not iterator.finished and iterator.position[0] < self.epoch:
+            epoch, batch = iterator.position
         return {
             "seed": self.resolve_seed(),
-            "epoch": self.epoch,
+            "epoch": epoch,
+            "batch": batch,
             **{key: getattr(self, key) for key in _CONFIG_KEYS},
             "fingerprint": self.source.fingerprint(),
         }
@@ -536,6 +497,7 @@ class DataLoader:
         if self.seed is not None:
             self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, int(state.get("batch", 0))) if state.get("batch") else None
 
     def __repr__(self) -> str:
         shape = (

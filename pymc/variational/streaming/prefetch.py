@@ -399,6 +399,8 @@ class BatchIterator:
         self._producer = kind(plan, epoch, batch, stop_epoch, prefetch, recycle, overlap)
         self._recycle = recycle or workers > 0
         self._closed = False
+        #: Whether every batch up to ``stop_epoch`` has been handed out.
+        self.finished = False
 
     @property
     def seed(self) -> int:
@@ -408,7 +410,8 @@ class BatchIterator:
     def _next_piece(self):
         try:
             piece = self._producer.next_piece()
-        except BaseException:
+        except BaseException as err:
+            self.finished = isinstance(err, StopIteration)
             self.close()
             raise
         if self._recycle:

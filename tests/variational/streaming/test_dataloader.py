@@ -180,6 +180,38 @@ def test_state_dict_round_trip_in_a_new_loader():
         changed.load_state_dict(state)
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["thread", "process"])
+def test_a_state_taken_mid_epoch_goes_on_with_that_epoch(workers):
+    # As torchdata's StatefulDataLoader: the state of a loader whose iterator has handed
+    # out 5 of 16 batches gives the other 11 (it skipped them, starting the next epoch).
+    def loader(**options):
+        source = array_source(rows_with_ids(1000), shard_rows=128)
+        return DataLoader(source, batch_size=64, workers=workers, **options)
+
+    first = loader(seed=3)
+    list(first)  # epoch 0
+    it = iter(first)  # epoch 1
+    taken = [next(it).copy() for _ in range(5)]
+    state = first.state_dict()
+    assert (state["epoch"], state["batch"]) == (1, 5)
+    rest = [b.copy() for b in it]
+    assert (first.state_dict()["epoch"], first.state_dict()["batch"]) == (2, 0)
+    second = loader()
+    second.load_state_dict(state)
+    resumed = [b.copy() for b in second]
+    assert len(resumed) == len(rest) == 11
+    for x, y in zip(resumed, rest):
+        np.testing.assert_array_equal(x, y)
+    ids = np.concatenate([b[:, 0] for b in taken + resumed])
+    np.testing.assert_array_equal(np.sort(ids), np.arange(1000))
+    for x, y in zip(second, first, strict=True):  # epoch 2 of both
+        np.testing.assert_array_equal(x, y)
+    # A state without a batch (written before it was kept) starts its epoch.
+    third = loader()
+    third.load_state_dict({k: v for k, v in state.items() if k != "batch"})
+    assert len(list(third)) == 16
+
+
 def test_buffer_bounds_how_far_rows_move():
     # One shard and a window of 300 rows: batch i only holds rows of the window(s)
     # that its row range falls in.
