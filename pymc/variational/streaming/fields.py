@@ -97,9 +97,12 @@ class Fields:
         return rules
 
     def split(self, rows: np.ndarray, dtypes: Mapping[str, np.dtype]) -> dict[str, np.ndarray]:
-        """Contiguous per-field arrays of a window (whole numbers were checked per block)."""
+        """Per-field copies of a window (whole numbers were checked per block): the window
+        may be shared memory that the producer writes again."""
         out = {}
         for field, (index, shape) in self.index.items():
             part = rows[:, index[0]] if shape == () else rows[:, index]
-            out[field] = np.ascontiguousarray(part, dtype=dtypes[field])
+            # A copy always: the column of a one-column window is already contiguous, and
+            # np.ascontiguousarray handed out a view of it.
+            out[field] = np.array(part, dtype=dtypes[field], order="C")
         return out

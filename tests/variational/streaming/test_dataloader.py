@@ -212,6 +212,24 @@ def test_a_state_taken_mid_epoch_goes_on_with_that_epoch(workers):
     assert len(list(third)) == 16
 
 
+@pytest.mark.parametrize("width", [1, 2], ids=["one-column", "two-columns"])
+def test_kept_field_batches_keep_their_rows(producer, width):
+    # The field of a one-column window was a view of the window, which a worker process
+    # writes again: a kept batch of rows 0, 1, 2 came to hold 655360, ...
+    data = np.arange(6 * 4096.0 * width).reshape(-1, width)
+    loader = DataLoader(
+        array_source(data),
+        batch_size=512,
+        buffer_size=2048,
+        fields={"y": "x0"},
+        shuffle=False,
+        cache=None,
+        **producer,
+    )
+    kept = [batch["y"] for batch in loader]
+    np.testing.assert_array_equal(np.concatenate(kept), data[:, 0])
+
+
 def test_buffer_bounds_how_far_rows_move():
     # One shard and a window of 300 rows: batch i only holds rows of the window(s)
     # that its row range falls in.
