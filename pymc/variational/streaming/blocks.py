@@ -34,7 +34,22 @@ from pymc.variational.streaming.datasets import READ_BLOCK_ROWS, IterableDataset
 from pymc.variational.streaming.order import ReadPlan
 from pymc.variational.streaming.retry import RetryPolicy
 
-__all__ = ["LabelRule", "apply_transform", "check_rule", "iter_blocks"]
+__all__ = [
+    "LabelRule",
+    "MissingValuesError",
+    "apply_transform",
+    "check_rule",
+    "iter_blocks",
+]
+
+
+class MissingValuesError(ValueError):
+    """NaN in a column, which no model can take: ``column`` and ``shard`` say where, so
+    that a reader of columns the model does not use (``predict``) can say so instead."""
+
+    def __init__(self, message: str, column: str | None = None, shard: str | None = None):
+        super().__init__(message)
+        self.column, self.shard = column, shard  # pickled with the error from a worker
 
 
 @dataclass(frozen=True)
@@ -230,13 +245,13 @@ def _raise_non_finite(plan: ReadPlan, block: np.ndarray, shard: Shard, first_row
                     "a model: replace them in the data, or with the DataLoader's transform= "
                     "(e.g. np.clip), or drop those rows before streaming."
                 )
-            error = ValueError(
+            raise MissingValuesError(
                 f"{shard.name}: column {plan.column_names[j]!r} holds {int(bad.sum())} {kind} value(s), "
                 f"first at row {row} of the shard{made}. Missing values cannot be fed to a model: fill "
                 "missing features with the DataLoader's transform= (e.g. transform=lambda x: "
                 "np.nan_to_num(x, nan=0.0) where 0 means 'absent'), and drop rows with missing "
-                "labels from the data before streaming it; a filled label is a made-up observation."
+                "labels from the data before streaming it; a filled label is a made-up observation.",
+                column=plan.column_names[j],
+                shard=shard.name,
             )
-            error.column, error.shard = plan.column_names[j], shard.name  # for predict()'s advice
-            raise error
     # The sum overflowed but every value is finite: nothing to report.

@@ -116,9 +116,10 @@ class Convergence:
     def __post_init__(self):
         for name in ("decay_after", "scale_every", "average_after"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (1 if name == "scale_every" else 0):
+            least = 1 if name == "scale_every" else 0
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ValueError(
-                    f"Convergence({name}=...) must be a non-negative integer, got {value!r}"
+                    f"Convergence({name}=...) must be an integer >= {least}, got {value!r}"
                 )
         if not (self.learning_rate > 0 and self.scale_learning_rate > 0 and self.initial_sd > 0):
             raise ValueError("Convergence: the learning rates and initial_sd must be positive")

@@ -510,12 +510,14 @@ def csv_source(
         None reads it as an ordinary character (e.g. a TSV whose text holds stray
         quotes). A file whose last quote never closes is refused.
 
-    Every line after the header is a row: comment lines (``#``) are not skipped, and a
-    file holding them is refused with the line named.
-
     Returns
     -------
     CSVSource
+
+    Notes
+    -----
+    Every line after the header is a row: comment lines (``#``) are not skipped, and a
+    file holding them is refused with the line named.
 
     Examples
     --------

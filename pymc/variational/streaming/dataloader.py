@@ -112,16 +112,6 @@ class DataLoader:
         worker process writing into shared memory, which never waits for the GIL held by
         the compiled PyMC step (Linux and macOS only). ``None`` lets the Trainer use a
         worker process where the source allows it, and plain iteration a thread.
-    persistent_workers : bool, default False
-        Keep a Trainer's producer running from one ``fit`` to the next, as PyTorch keeps
-        its workers from one epoch to the next with this option: a fit run in many short
-        ``fit`` calls then starts each without a new producer (about 50 ms of start-up and
-        shutdown saved per call) and finds its next windows ready. A kept worker process
-        holds memory: 130 MB more after the seed's fit, 275 MB once this process has drawn
-        samples and collected garbage (pages it shared with the worker are copied).
-        ``trainer.close()`` stops it. Plain iteration starts a producer per epoch.
-        A kept producer reads with the settings it started with: a setting reassigned
-        starts a new one, but a transform whose own state changes needs ``close()``.
     cache : "auto", None, bool, str, path-like or RowCache, default "auto"
         Keep the decoded rows in a local cache, so that only the first epoch decodes (and
         downloads) them and later epochs and fits read raw rows back. ``"auto"`` caches
@@ -134,6 +124,16 @@ class DataLoader:
         every epoch. The cache never changes which rows come when. Rows once cached are
         read as they were: a file rewritten after that goes unseen by this source (without
         the cache, an error names it); a source built again reads the new rows.
+    persistent_workers : bool, default False
+        Keep a Trainer's producer running from one ``fit`` to the next, as PyTorch keeps
+        its workers from one epoch to the next with this option: a fit run in many short
+        ``fit`` calls then starts each without a new producer (about 50 ms of start-up and
+        shutdown saved per call) and finds its next windows ready. A kept worker process
+        holds memory: 130 MB more after the seed's fit, 275 MB once this process has drawn
+        samples and collected garbage (pages it shared with the worker are copied).
+        ``trainer.close()`` stops it. Plain iteration starts a producer per epoch.
+        A kept producer reads with the settings it started with: a setting reassigned
+        starts a new one, but a transform whose own state changes needs ``close()``.
 
     Examples
     --------

@@ -35,8 +35,7 @@ from pymc.pytensorf import collect_default_updates
 from pymc.pytensorf import compile as pytensor_compile
 from pymc.variational.approximations import MeanFieldGroup
 from pymc.variational.inference import ADVI, ASVGD, SVGD, FullRankADVI, Inference
-
-import pymc as pm
+from pymc.variational.updates import adam
 
 from pymc.variational.streaming.convergence import (
     ControlVariateKL,
@@ -73,7 +72,7 @@ def default_optimizer(learning_rate: float = 0.01):
     5,000 steps. Adam at 0.01 reaches the neighbourhood of the optimum within a few
     thousand steps of batch 4096 (see ``benchmarks/criteo.py``).
     """
-    return pm.adam(learning_rate=learning_rate)
+    return adam(learning_rate=learning_rate)
 
 
 def _resolve_model(model: Model | None) -> Model:

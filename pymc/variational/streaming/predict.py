@@ -28,6 +28,7 @@ from pymc.exceptions import UndefinedMomentException
 from pymc.pytensorf import compile as pytensor_compile
 from pytensor.graph.traversal import ancestors
 
+from pymc.variational.streaming.blocks import MissingValuesError
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
 from pymc.variational.streaming.likelihoods import likelihood_of
@@ -332,8 +333,8 @@ def predict(
                     for name, value in zip(columns, results):
                         parts[name].append(value)
         done = True
-    except ValueError as err:
-        column = getattr(err, "column", None)
+    except MissingValuesError as err:
+        column = err.column
         if column is None or column in filler.read:
             raise
         raise ValueError(

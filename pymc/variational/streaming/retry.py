@@ -51,7 +51,7 @@ class RetryPolicy:
     max_wait: float = 30.0
 
     def __post_init__(self):
-        if not isinstance(self.tries, int) or self.tries < 1:
+        if not isinstance(self.tries, int) or isinstance(self.tries, bool) or self.tries < 1:
             raise ValueError(f"RetryPolicy.tries must be an integer >= 1, got {self.tries!r}")
         if self.wait < 0 or self.max_wait < 0:
             raise ValueError("RetryPolicy waits must be non-negative")

@@ -22,11 +22,10 @@ from collections.abc import Callable
 import numpy as np
 import pytensor.tensor as pt
 
+from pymc.logprob.basic import logp
 from pymc.pytensorf import compile as pytensor_compile
 from pymc.pytensorf import reseed_rngs
 from pytensor.tensor.random.type import RandomGeneratorType
-
-import pymc as pm
 
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
@@ -62,7 +61,7 @@ class HeldOutScore:
     def __init__(self, approx, feed: Feed, dataloader: DataLoader, draws: int = 100):
         # Built now, compiled on first use: the columns they read must be in the rows.
         self._row_logps = [
-            pm.logp(likelihood_of(rv), feed.model.rvs_to_values[rv]) for rv in feed.fed_observed()
+            logp(likelihood_of(rv), feed.model.rvs_to_values[rv]) for rv in feed.fed_observed()
         ]
         # Columns matched by name, as predict() does: by position, columns in another order
         # would be scored silently wrong.

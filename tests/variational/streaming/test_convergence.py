@@ -306,10 +306,15 @@ def test_real_criteo_rows_with_correlated_features(criteo_tsv):
 
 
 def test_convergence_settings_are_checked():
+    # scale_every=0 was refused as "must be a non-negative integer, got 0".
     with pytest.raises(
-        ValueError, match=r"Convergence\(scale_every=...\) must be a non-negative integer"
+        ValueError, match=r"Convergence\(scale_every=...\) must be an integer >= 1, got 0"
     ):
         Convergence(scale_every=0)
+    with pytest.raises(
+        ValueError, match=r"Convergence\(decay_after=...\) must be an integer >= 0, got True"
+    ):
+        Convergence(decay_after=True)
     X, y = logistic_rows(1000)
     with pytest.raises(TypeError, match="convergence must be a Convergence or None"):
         logistic_trainer(X, y, convergence="yes")
