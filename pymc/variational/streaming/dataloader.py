@@ -38,12 +38,13 @@ from pymc.variational.streaming.arguments import (
     resolve_sample_shape,
     resolve_total_size,
 )
-from pymc.variational.streaming.blocks import LabelRule, apply_transform
+from pymc.variational.streaming.blocks import apply_transform
 from pymc.variational.streaming.cache import CacheEntry, RowCache, resolve_cache
 from pymc.variational.streaming.datasets import IterableDataset, Shard, fingerprint_difference
 from pymc.variational.streaming.fields import Fields
 from pymc.variational.streaming.order import ReadPlan, warn_if_barely_shuffled
 from pymc.variational.streaming.prefetch import BatchIterator
+from pymc.variational.streaming.rules import LabelRule
 
 __all__ = ["DataLoader"]
 

@@ -46,9 +46,9 @@ from pytensor.tensor.subtensor import (
     indices_from_subtensor,
 )
 
-from pymc.variational.streaming.blocks import LabelRule
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.likelihoods import constant_value, support_of
+from pymc.variational.streaming.rules import LabelRule
 
 __all__ = ["Feed"]
 

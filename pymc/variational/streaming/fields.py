@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pymc.variational.streaming.blocks import LabelRule
+from pymc.variational.streaming.rules import LabelRule
 
 __all__ = ["Fields"]
 

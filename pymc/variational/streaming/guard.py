@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from pymc.variational.streaming.blocks import LabelRule, check_rule
+from pymc.variational.streaming.rules import LabelRule, check_rule
 
 __all__ = ["BatchCheck", "FiniteGuard"]
 

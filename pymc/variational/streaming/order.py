@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pymc.variational.streaming.datasets import IterableDataset, Shard
+from pymc.variational.streaming.rules import LabelRule
 
 if TYPE_CHECKING:
-    from pymc.variational.streaming.blocks import LabelRule
     from pymc.variational.streaming.cache import CacheEntry
 
 __all__ = [

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 from collections.abc import Sequence
 
@@ -28,12 +27,13 @@ from pymc.exceptions import UndefinedMomentException
 from pymc.pytensorf import compile as pytensor_compile
 from pytensor.graph.traversal import ancestors
 
-from pymc.variational.streaming.blocks import MissingValuesError
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
 from pymc.variational.streaming.likelihoods import likelihood_of
+from pymc.variational.streaming.matching import PlaceholderFiller, warn_untransformed
+from pymc.variational.streaming.rules import MissingValuesError
 
-__all__ = ["PlaceholderFiller", "predict", "warn_untransformed"]
+__all__ = ["predict"]
 
 
 def _output_node(feed: Feed, name: str):
@@ -67,215 +67,6 @@ def _output_node(feed: Feed, name: str):
             "row to predict. Summarize it with approx.sample() instead"
         )
     return node
-
-
-def warn_untransformed(
-    train: DataLoader, loader: DataLoader, loader_name: str, stacklevel: int = 2
-) -> None:
-    """Warn when the Trainer's loader transforms its rows and ``loader`` does not.
-
-    Parameters
-    ----------
-    train : DataLoader
-        The Trainer's loader.
-    loader : DataLoader
-        The loader of other rows (to predict for, or held out).
-    loader_name : str
-        How the warning names ``loader``.
-    stacklevel : int, default 2
-        As for :func:`warnings.warn`, counted from the caller of this function.
-    """
-    if train.transform is not None and loader.transform is None:
-        warnings.warn(
-            f"the Trainer's DataLoader transforms its rows (transform=...) and {loader_name} "
-            "does not, so the model sees rows unlike those it was fitted on: pass the same "
-            f"transform to {loader_name}",
-            UserWarning,
-            stacklevel=stacklevel + 1,
-        )
-
-
-def _field_columns(loader: DataLoader, field: str) -> list[str]:
-    return [loader.column_names[j] for j in loader.fields.index[field][0]]
-
-
-def _names_read(train: DataLoader, used: dict[str, set[int] | None]) -> set[str]:
-    """The names of the Trainer's columns in ``used`` (``Feed.columns_read``)."""
-    names: set[str] = set()
-    for placeholder, columns in used.items():
-        group = (
-            list(train.column_names) if train.fields is None else _field_columns(train, placeholder)
-        )
-        names.update(group if columns is None else [group[j] for j in columns])
-    return names
-
-
-def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_name: str) -> None:
-    """Refuse a categorical column read with other codes than in training: each source
-    codes its own levels, so level ``c`` could take the code that ``a`` had in training."""
-    given, coded = loader.categories, train.categories
-    for name in sorted(read & set(loader.column_names)):
-        if name not in coded and name not in given:
-            continue
-        levels = coded[name].tolist() if name in coded else None
-        have = given[name].tolist() if name in given else None
-        if levels is not None and have is not None and have == levels[: len(have)]:
-            continue  # the same code for every level
-        said = (
-            f"column {name!r} is coded with the levels {_show(have)} in {loader_name} and "
-            f"{_show(levels)} in the Trainer's loader"
-        )
-        if levels is None or have is None:  # codes made by hand may be right: say what to check
-            warnings.warn(
-                f"{said}: the values must be the codes the Trainer's rows had, or the "
-                "predictions use other groups' effects. "
-                + (
-                    f"Build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}}"
-                    if levels
-                    else "Read it as the Trainer's source does"
-                ),
-                UserWarning,
-                stacklevel=5,
-            )
-            continue
-        raise ValueError(
-            f"{said}: the same code would mean another group. To keep every level's code, "
-            f"build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}} "
-            "(a level the Trainer never saw is then an error naming it)"
-        )
-
-
-def _show(levels: list | None) -> str:
-    if levels is None:
-        return "(none: read as numbers)"
-    return (
-        repr(levels)
-        if len(levels) <= 6
-        else f"[{', '.join(map(repr, levels[:5]))}, ...] ({len(levels)})"
-    )
-
-
-class PlaceholderFiller:
-    """Builds the placeholders' values from the batches of a loader other than the
-    Trainer's: columns, and the columns of each field, matched by name, and those that
-    ``nodes`` do not read filled with zeros (labels, which new data does not have).
-
-    Parameters
-    ----------
-    feed : Feed
-        The Trainer's placeholders.
-    loader : DataLoader
-        The other loader.
-    nodes : list of TensorVariable
-        What is computed from the placeholders; the columns they read must be given.
-    loader_name : str, default "the prediction loader"
-        How errors name ``loader``.
-    reader : str, default "the predictions read"
-        How errors say what reads a missing column.
-    """
-
-    def __init__(
-        self,
-        feed: Feed,
-        loader: DataLoader,
-        nodes,
-        loader_name: str = "the prediction loader",
-        reader: str = "the predictions read",
-    ):
-        train = feed.loader
-        used = feed.columns_read(nodes)
-        self.feed = feed
-        self.fields = loader.fields
-        #: Names of the Trainer's columns that ``nodes`` read.
-        self.read = _names_read(train, used)
-        _check_levels(train, loader, self.read, loader_name)
-        #: ``{column of loader: LabelRule}``: group codes must index their variable, as in
-        #: training (a -1 would pick the last group).
-        self.rules = {
-            loader.column_names.index(train.column_names[j]): rule
-            for j, rule in feed.index_rules().items()
-            if train.column_names[j] in loader.column_names
-        }
-        if train.fields is not None:
-            if loader.fields is None:
-                raise ValueError(f"the Trainer's loader has fields; {loader_name} needs fields too")
-            missing = [f for f in train.fields if f not in loader.fields]
-            needed = [f for f in missing if used[f] != set()]
-            if needed:
-                raise ValueError(
-                    f"{loader_name} has no field {needed[0]!r}, which {reader}; "
-                    f"it has {list(loader.fields)}"
-                )
-            #: ``{field: positions of the Trainer's columns in the given field}`` of the
-            #: fields whose columns come in another order.
-            self.order: dict[str, np.ndarray] = {}
-            for f in train.fields:
-                if f not in loader.fields:
-                    continue
-                want, have = _field_columns(train, f), _field_columns(loader, f)
-                if sorted(want) != sorted(have):
-                    lacking = [c for c in want if c not in have]
-                    lack = f" (it lacks {lacking})" if lacking else ""
-                    raise ValueError(
-                        f"field {f!r} has columns {have} in {loader_name} and {want} in the "
-                        f"Trainer's{lack}: a field needs the same columns, in any order"
-                    )
-                if loader.fields.shapes[f] != train.fields.shapes[f]:
-                    raise ValueError(
-                        f"field {f!r} has rows of shape {loader.fields.shapes[f]} in "
-                        f"{loader_name} and {train.fields.shapes[f]} in the Trainer's"
-                    )
-                if have != want:
-                    self.order[f] = np.array([have.index(c) for c in want])
-            self.missing_fields = missing
-            return
-        if loader.fields is not None:
-            raise ValueError(f"the Trainer's loader has no fields; {loader_name} must not have any")
-        names, have = list(train.column_names), list(loader.column_names)
-        if have == names and loader.sample_shape == train.sample_shape:
-            self.columns = None
-            return
-        if len(train.sample_shape) != 1 or len(loader.sample_shape) != 1:
-            raise ValueError(
-                f"the columns {have} of {loader_name} (sample_shape={loader.sample_shape}) differ "
-                f"from the Trainer's {names} (sample_shape={train.sample_shape}); unless both are "
-                "rows of one dimension they must be the same"
-            )
-        read = next(iter(used.values()))
-        absent = [j for j, c in enumerate(names) if c not in have]
-        needed = [names[j] for j in absent if read is None or j in read]
-        if needed:
-            raise ValueError(
-                f"{loader_name} has no column {needed[0]!r}, which {reader}; it has {have}"
-            )
-        #: ``(placeholder column, given column)`` of every column given.
-        self.columns = [(j, have.index(c)) for j, c in enumerate(names) if c in have]
-
-    def dtype(self):
-        """dtype the loader should produce: the placeholder's, or a dict by given field."""
-        if self.fields is None:
-            return self.feed.dtype
-        return {f: d for f, d in self.feed.dtype.items() if f in self.fields}
-
-    def __call__(self, batch):
-        """``(values for the placeholders, rows)``."""
-        if self.fields is not None:
-            rows = len(next(iter(batch.values())))
-            values = dict(batch)
-            for f, order in self.order.items():
-                values[f] = np.ascontiguousarray(values[f][:, order])
-            for f in self.missing_fields:
-                var = self.feed.placeholders[f]
-                values[f] = np.zeros((rows, *var.get_value(borrow=True).shape[1:]), var.dtype)
-            return values, rows
-        rows = len(batch)
-        if self.columns is None:
-            return batch, rows
-        var = self.feed.single
-        full = np.zeros((rows, var.get_value(borrow=True).shape[1]), var.dtype)
-        for j, k in self.columns:
-            full[:, j] = batch[:, k]
-        return full, rows
 
 
 def predict(

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pymc.variational.streaming.blocks import LabelRule
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.prefetch import BatchIterator
+from pymc.variational.streaming.rules import LabelRule
 
 __all__ = ["TrainingStream"]
 

@@ -30,7 +30,7 @@ from pytensor.tensor.random.type import RandomGeneratorType
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
 from pymc.variational.streaming.likelihoods import likelihood_of
-from pymc.variational.streaming.predict import PlaceholderFiller, warn_untransformed
+from pymc.variational.streaming.matching import PlaceholderFiller, warn_untransformed
 
 __all__ = ["EarlyStopping", "HeldOutScore", "Validation"]
 
