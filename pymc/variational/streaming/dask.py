@@ -142,8 +142,6 @@ class DaskSource(IterableDataset):
         if len(set(names)) != len(names):
             raise ValueError(f"{_WHERE} has repeated column names: {names}")
         self.columns = select_columns(names, columns, _WHERE)
-        if not self.columns:
-            raise ValueError("dask_source needs at least one column")
         self._labels = [labels[names.index(c)] for c in self.columns]
         dtypes = [ddf.dtypes[label] for label in self._labels]
         for dtype, name in zip(dtypes, self.columns):

@@ -79,33 +79,33 @@ def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_
         have = given[name].tolist() if name in given else None
         if levels is not None and have is not None and have == levels[: len(have)]:
             continue  # the same code for every level
-        said = (
-            f"column {name!r} is coded with the levels {_show(have)} in {loader_name} and "
-            f"{_show(levels)} in the Trainer's loader"
-        )
+        fix = f"build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}}"
         if levels is None or have is None:  # codes made by hand may be right: say what to check
+            coded_in, numbers_in = (
+                (loader_name, "the Trainer's loader")
+                if levels is None
+                else ("the Trainer's loader", loader_name)
+            )
             warnings.warn(
-                f"{said}: the values must be the codes the Trainer's rows had, or the "
-                "predictions use other groups' effects. "
-                + (
-                    f"Build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}}"
-                    if levels
-                    else "Read it as the Trainer's source does"
-                ),
+                f"column {name!r} is coded from the levels {_show(levels if have is None else have)} in {coded_in} "
+                f"and read as numbers in {numbers_in}: the numbers must be the codes of the "
+                f"same levels, or other groups' effects are used. To be sure, "
+                + (fix if levels is not None else "read it as the Trainer's source does"),
                 UserWarning,
                 stacklevel=5,
             )
             continue
+        said = (
+            f"column {name!r} is coded with the levels {_show(have)} in {loader_name} and "
+            f"{_show(levels)} in the Trainer's loader"
+        )
         raise ValueError(
             f"{said}: the same code would mean another group. To keep every level's code, "
-            f"build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}} "
-            "(a level the Trainer never saw is then an error naming it)"
+            f"{fix} (a level the Trainer never saw is then an error naming it)"
         )
 
 
-def _show(levels: list | None) -> str:
-    if levels is None:
-        return "(none: read as numbers)"
+def _show(levels: list) -> str:
     return (
         repr(levels)
         if len(levels) <= 6

@@ -380,7 +380,11 @@ def test_group_codes_are_matched_by_level_not_by_position(fitted_groups):
 def test_group_codes_given_as_numbers_warn_and_out_of_range_codes_are_named(fitted_groups):
     trainer, _ = fitted_groups
     codes = DataLoader(array_source(np.array([[3.0, 0.0], [0.0, 0.0]]), columns=["g", "y"]), 2)
-    with pytest.warns(UserWarning, match=r"column 'g' is coded .* \(none: read as numbers\)"):
+    message = (
+        r"column 'g' is coded from the levels \['a', 'b', 'c', 'd'\] in the Trainer's loader "
+        r"and read as numbers in the prediction loader: the numbers must be the codes"
+    )
+    with pytest.warns(UserWarning, match=message):
         out = trainer.predict(codes, "mu")
     np.testing.assert_allclose(out["mu"], trainer.approx.mean.eval()[[3, 0]], atol=0.05)
     # pandas' code for a missing category: it picked the last group in predict().
