@@ -451,7 +451,7 @@ class DataLoader:
         """Make the next ``iter(loader)`` run ``epoch`` (as ``DistributedSampler.set_epoch``)."""
         if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch, self._resume = int(epoch), None  # from its start, whatever a state said
 
     def iter_epoch(self, epoch: int = 0, dtype: Any = np.float64) -> Iterator[np.ndarray | dict]:
         """The batches of one epoch, produced on the calling thread."""

@@ -206,6 +206,9 @@ def test_a_state_taken_mid_epoch_goes_on_with_that_epoch(workers):
     np.testing.assert_array_equal(np.sort(ids), np.arange(1000))
     for x, y in zip(second, first, strict=True):  # epoch 2 of both
         np.testing.assert_array_equal(x, y)
+    second.load_state_dict(state)
+    second.set_epoch(1)  # the whole epoch again, as asked
+    assert len(list(second)) == 16
     # A state without a batch (written before it was kept) starts its epoch.
     third = loader()
     third.load_state_dict({k: v for k, v in state.items() if k != "batch"})
