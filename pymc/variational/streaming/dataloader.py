@@ -451,7 +451,8 @@ class DataLoader:
         """Make the next ``iter(loader)`` run ``epoch`` (as ``DistributedSampler.set_epoch``)."""
         if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.epoch, self._resume = int(epoch), None  # from its start, whatever a state said
+        # From its start, whatever a state or a live iterator says.
+        self.epoch, self._resume, self._last = int(epoch), None, None
 
     def iter_epoch(self, epoch: int = 0, dtype: Any = np.float64) -> Iterator[np.ndarray | dict]:
         """The batches of one epoch, produced on the calling thread."""
@@ -499,6 +500,7 @@ class DataLoader:
             self.seed = int(state["seed"])
         self.epoch = int(state["epoch"])
         self._resume = (self.epoch, int(state.get("batch", 0))) if state.get("batch") else None
+        self._last = None  # an iterator from before no longer says where the loader stands
 
     def __repr__(self) -> str:
         shape = (

@@ -41,6 +41,7 @@ __all__ = [
     "file_version",
     "is_fork_safe",
     "is_hub",
+    "is_index_page",
     "is_local",
     "pin_revisions",
     "resolve_files",
@@ -281,16 +282,17 @@ def _data_files(
             continue
         if not suffixes or f.lower().endswith(suffixes):
             files.append(f)
-        elif _is_index_page(fs, f, relative):
+        elif is_index_page(fs, f):
             files.extend(_data_files(fs, f"{f}/", suffixes))
     return sorted(files)
 
 
-def _is_index_page(fs: fsspec.AbstractFileSystem, path: str, relative: str) -> bool:
-    """Whether an HTTP listing's entry without a file ending is a subdirectory's index
-    page. fsspec takes a link for a directory only when it ends with "/", and some servers
-    (aiohttp's) link subdirectories without one: their files would be left out silently."""
-    if not _is_http(fs) or "." in relative.rsplit("/", 1)[-1]:
+def is_index_page(fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """Whether ``path`` is an HTTP server's index page of a directory. fsspec takes a link
+    in a listing for a directory only when it ends with "/", and some servers (aiohttp's)
+    link subdirectories without one (``v1.2``, ``2024.01``, ``out.parquet`` too): their
+    files would be left out silently. One HEAD request per entry asked about."""
+    if not _is_http(fs):
         return False
     return str(fs.info(path).get("mimetype", "")).startswith("text/html")
 

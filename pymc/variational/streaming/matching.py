@@ -23,6 +23,7 @@ import numpy as np
 
 from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
+from pymc.variational.streaming.rules import MissingValuesError
 
 __all__ = ["PlaceholderFiller", "warn_untransformed"]
 
@@ -68,7 +69,9 @@ def _names_read(train: DataLoader, used: dict[str, set[int] | None]) -> set[str]
     return names
 
 
-def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_name: str) -> None:
+def _check_levels(
+    train: DataLoader, loader: DataLoader, read: set[str], loader_name: str, levels_from: str
+) -> None:
     """Refuse a categorical column read with other codes than in training: each source
     codes its own levels, so level ``c`` could take the code that ``a`` had in training."""
     given, coded = loader.categories, train.categories
@@ -77,9 +80,9 @@ def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_
             continue
         levels = coded[name].tolist() if name in coded else None
         have = given[name].tolist() if name in given else None
-        if levels is not None and have is not None and have == levels[: len(have)]:
+        if levels is not None and have is not None and _same(have, levels[: len(have)]):
             continue  # the same code for every level
-        fix = f"build its source with categorical={{{name!r}: trainer.dataloader.categories[{name!r}]}}"
+        fix = f"build its source with categorical={{{name!r}: {levels_from}.categories[{name!r}]}}"
         if levels is None or have is None:  # codes made by hand may be right: say what to check
             coded_in, numbers_in = (
                 (loader_name, "the Trainer's loader")
@@ -103,6 +106,11 @@ def _check_levels(train: DataLoader, loader: DataLoader, read: set[str], loader_
             f"{said}: the same code would mean another group. To keep every level's code, "
             f"{fix} (a level the Trainer never saw is then an error naming it)"
         )
+
+
+def _same(a: list, b: list) -> bool:
+    """Equal level lists, a NaN level (of a float column) equal to a NaN level."""
+    return len(a) == len(b) and all(x == y or (x != x and y != y) for x, y in zip(a, b))
 
 
 def _show(levels: list) -> str:
@@ -130,6 +138,8 @@ class PlaceholderFiller:
         How errors name ``loader``.
     reader : str, default "the predictions read"
         How errors say what reads a missing column.
+    levels_from : str, default "trainer.dataloader"
+        How errors name the loader whose categorical levels to give ``loader``'s source.
     """
 
     def __init__(
@@ -139,14 +149,16 @@ class PlaceholderFiller:
         nodes,
         loader_name: str = "the prediction loader",
         reader: str = "the predictions read",
+        levels_from: str = "trainer.dataloader",
     ):
         train = feed.loader
         used = feed.columns_read(nodes)
         self.feed = feed
         self.fields = loader.fields
+        self.loader_name, self.reader = loader_name, reader
         #: Names of the Trainer's columns that ``nodes`` read.
         self.read = _names_read(train, used)
-        _check_levels(train, loader, self.read, loader_name)
+        _check_levels(train, loader, self.read, loader_name, levels_from)
         #: ``{column of loader: LabelRule}``: group codes must index their variable, as in
         #: training (a -1 would pick the last group).
         self.rules = {
@@ -186,10 +198,16 @@ class PlaceholderFiller:
                 if have != want:
                     self.order[f] = np.array([have.index(c) for c in want])
             self.missing_fields = missing
+            #: Columns that may be left out of the loader: those of fields nothing reads.
+            self.droppable = {
+                c for f in train.fields if used[f] == set() for c in _field_columns(train, f)
+            }
             return
         if loader.fields is not None:
             raise ValueError(f"the Trainer's loader has no fields; {loader_name} must not have any")
         names, have = list(train.column_names), list(loader.column_names)
+        one_dimension = len(train.sample_shape) == 1
+        self.droppable = {c for c in names if c not in self.read} if one_dimension else set()
         if have == names and loader.sample_shape == train.sample_shape:
             self.columns = None
             return
@@ -208,6 +226,16 @@ class PlaceholderFiller:
             )
         #: ``(placeholder column, given column)`` of every column given.
         self.columns = [(j, have.index(c)) for j, c in enumerate(names) if c in have]
+
+    def explain_missing(self, error: MissingValuesError) -> ValueError | None:
+        """A better error for missing values in a column nothing reads: leave it out."""
+        if error.column not in self.droppable:
+            return None  # read, or part of what is read: the values must be filled
+        return ValueError(
+            f"{error.shard}: column {error.column!r} holds missing values, and it is not among "
+            f"the columns {self.reader}: leave it out of {self.loader_name}'s source "
+            f"(columns=[...] without {error.column!r}); a column nothing reads need not be there"
+        )
 
     def dtype(self):
         """dtype the loader should produce: the placeholder's, or a dict by given field."""

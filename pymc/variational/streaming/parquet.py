@@ -45,6 +45,7 @@ from pymc.variational.streaming.files import (
     file_version,
     is_fork_safe,
     is_hub,
+    is_index_page,
     is_local,
     resolve_files,
 )
@@ -112,7 +113,8 @@ class ParquetSource(IterableDataset):
             try:
                 metadata, size, version = self.retry.call(lambda f=f: self._read_footer(f), where)
             except pa.ArrowException as err:
-                failure = ValueError(redact(f"{where} is not a readable parquet file: {err}"))
+                hint = _directory_hint(self.fs, f, name)
+                failure = ValueError(redact(f"{where} is not a readable parquet file: {err}{hint}"))
             except Exception as err:
                 failure = read_error(err, where)
             if failure is not None:
@@ -257,6 +259,15 @@ class ParquetSource(IterableDataset):
         ]
         fp["categories"] = {name: levels.to_pylist() for name, levels in self.levels.items()}
         return fp
+
+
+def _directory_hint(fs, path: str, name: str) -> str:
+    """A hint for an HTTP directory linked without its "/" (Spark's ``out.parquet/``)."""
+    try:
+        page = is_index_page(fs, path)
+    except Exception:  # a hint only: the read error stands
+        return ""
+    return f"; it is a directory, whose URL ends with '/': {name}/" if page else ""
 
 
 def parquet_source(

@@ -125,14 +125,10 @@ def predict(
                         parts[name].append(value)
         done = True
     except MissingValuesError as err:
-        column = err.column
-        if column is None or column in filler.read:
+        better = filler.explain_missing(err)
+        if better is None:
             raise
-        raise ValueError(
-            f"{err.shard}: column {column!r} holds missing values, and the predictions do not "
-            f"read it: leave it out of the prediction loader's source (columns=[...] without "
-            f"{column!r}); a column they do not read need not be there"
-        ) from None
+        raise better from None
     finally:
         feed.restore(saved)
         if writer is not None:

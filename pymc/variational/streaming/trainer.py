@@ -420,7 +420,7 @@ class Trainer:
         n = int(n)
         try:  # np.empty: a fit(10**9) that stops early touches only the pages it used
             losses = np.empty(n)
-        except MemoryError:
+        except (MemoryError, ValueError):  # numpy's "array is too big" beyond 2**63 bytes
             raise ValueError(f"fit({n:,d}): no memory for a loss per step; fit in parts") from None
         if ckpt_path is not None:
             self.load_checkpoint(ckpt_path)

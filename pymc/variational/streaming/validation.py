@@ -31,6 +31,7 @@ from pymc.variational.streaming.dataloader import DataLoader
 from pymc.variational.streaming.feeds import Feed
 from pymc.variational.streaming.likelihoods import likelihood_of
 from pymc.variational.streaming.matching import PlaceholderFiller, warn_untransformed
+from pymc.variational.streaming.rules import MissingValuesError
 
 __all__ = ["EarlyStopping", "HeldOutScore", "Validation"]
 
@@ -66,7 +67,12 @@ class HeldOutScore:
         # Columns matched by name, as predict() does: by position, columns in another order
         # would be scored silently wrong.
         self._filler = PlaceholderFiller(
-            feed, dataloader, self._row_logps, "val_dataloader", "the held-out score reads"
+            feed,
+            dataloader,
+            self._row_logps,
+            "val_dataloader",
+            "the held-out score reads",
+            "<the Trainer's DataLoader>",
         )
         # Counted to the user who built the Trainer (HeldOutScore, Validation, Trainer).
         warn_untransformed(feed.loader, dataloader, "val_dataloader", stacklevel=4)
@@ -113,6 +119,11 @@ class HeldOutScore:
                     set_batch(values)
                     total += float(self._fn()) * n
                     rows += n
+        except MissingValuesError as err:
+            better = self._filler.explain_missing(err)
+            if better is None:
+                raise
+            raise better from None
         finally:
             self.feed.restore(saved)
         return total / rows

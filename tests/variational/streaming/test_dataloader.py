@@ -209,6 +209,13 @@ def test_a_state_taken_mid_epoch_goes_on_with_that_epoch(workers):
     second.load_state_dict(state)
     second.set_epoch(1)  # the whole epoch again, as asked
     assert len(list(second)) == 16
+    # set_epoch and load_state_dict outrank an iterator still part-way through its epoch.
+    live = iter(first)
+    next(live)
+    first.set_epoch(5)
+    assert (first.state_dict()["epoch"], first.state_dict()["batch"]) == (5, 0)
+    first.load_state_dict(state)
+    assert (first.state_dict()["epoch"], first.state_dict()["batch"]) == (1, 5)
     # A state without a batch (written before it was kept) starts its epoch.
     third = loader()
     third.load_state_dict({k: v for k, v in state.items() if k != "batch"})

@@ -842,6 +842,9 @@ def test_a_fit_of_very_many_steps_is_refused_or_costs_only_the_steps_run():
         ValueError, match=r"fit\(10,000,000,000,000,000\): no memory .*fit in parts"
     ):
         trainer.fit(10**16)
+    for n in (2**62, 10**30):  # numpy's ValueErrors, beyond what an array can hold
+        with pytest.raises(ValueError, match=r"no memory for a loss per step; fit in parts"):
+            trainer.fit(n)
     trainer.fit(1)  # compiled, so that the next fit's growth is the record's alone
 
     def stop(approx, losses, step):

@@ -401,8 +401,8 @@ def test_an_unread_label_column_of_missing_values_is_named_as_unread(fitted_grou
     path = new_groups(folder, "unlabelled.parquet", ["a", "b"], y=np.full(2, np.nan))
     loader = DataLoader(parquet_source(path, categorical=levels), batch_size=2)
     message = (
-        r"unlabelled.parquet \(row group 0\): column 'y' holds missing values, and the "
-        r"predictions do not read it: leave it out of the prediction loader's source"
+        r"unlabelled.parquet \(row group 0\): column 'y' holds missing values, and it is not "
+        r"among the columns the predictions read: leave it out of the prediction loader's source"
     )
     with pytest.raises(ValueError, match=message):
         trainer.predict(loader, "mu")
@@ -410,3 +410,48 @@ def test_an_unread_label_column_of_missing_values_is_named_as_unread(fitted_grou
     np.testing.assert_allclose(
         trainer.predict(loader, "mu")["mu"], trainer.approx.mean.eval()[[0, 1]], atol=0.05
     )
+
+
+def test_a_float_group_column_with_a_nan_level_predicts_with_its_own_levels(tmp_path):
+    # NaN is a level of a float column, and NaN != NaN: the Trainer's own levels were
+    # refused as "other levels" than themselves.
+    g = np.tile([np.nan, 1.5, 2.5], 200)
+    path = tmp_path / "g.parquet"
+    pq.write_table(pa.table({"g": g, "y": np.nan_to_num(g, nan=0.0)}), path)
+    loader = DataLoader(parquet_source(path, categorical=["g"]), batch_size=100, seed=0)
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 5.0, shape=3)
+        batch = pm.Data("batch", np.zeros((100, 2)))
+        mu = pm.Deterministic("mu", a[batch[:, 0].astype("int64")])
+        pm.Normal("y", mu, 0.5, observed=batch[:, 1], total_size=len(loader))
+    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "not converged": short fit
+        trainer.fit(300)
+    levels = {"g": trainer.dataloader.categories["g"]}
+    new = DataLoader(parquet_source(path, categorical=levels), batch_size=100)
+    out = trainer.predict(new, "mu")
+    code = {("nan" if v != v else v): k for k, v in enumerate(levels["g"].tolist())}
+    rows = [code["nan" if v != v else v] for v in g[:3]]  # nan, 1.5, 2.5
+    np.testing.assert_allclose(out["mu"][:3], trainer.approx.mean.eval()[rows], atol=0.1)
+
+
+def test_missing_values_in_an_unread_column_of_a_read_field_must_be_filled():
+    # The field X is read (its first column); its column z is not, but it cannot be left
+    # out of the field: the advice to leave it out led to "field 'X' ... lacks ['z']".
+    rows = np.column_stack([np.linspace(-1, 1, 200), np.zeros(200), np.ones(200)])
+    fields = {"X": ["x", "z"], "y": "y"}
+    loader = DataLoader(array_source(rows, columns=["x", "z", "y"]), 100, fields=fields)
+    with pm.Model() as model:
+        b = pm.Normal("b", 0.0, 1.0)
+        X, y = pm.Data("X", np.zeros((100, 2))), pm.Data("y", np.zeros(100))
+        pm.Normal("obs", b * X[:, 0], 1.0, observed=y, total_size=len(loader))
+        pm.Deterministic("mu", b * X[:, 0])
+    trainer = Trainer(dataloader=loader, model=model, data_name=None, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        trainer.fit(50)
+    rows[5, 1] = np.nan
+    new = DataLoader(array_source(rows, columns=["x", "z", "y"]), 100, fields=fields)
+    with pytest.raises(ValueError, match=r"column 'z' holds 1 NaN .*fill missing features"):
+        trainer.predict(new, "mu")

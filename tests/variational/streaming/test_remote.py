@@ -491,17 +491,30 @@ def write_parts(root, names, rows=10_000):
 def test_an_http_directory_is_read_with_its_subdirectories(tmp_path):
     # aiohttp's index links "sub" for sub/: fsspec took it for a file, and the rows in
     # subdirectories were left out without a word (10,000 rows of 30,000 here).
-    write_parts(tmp_path, ["a.parquet", "sub/b.parquet", "sub/deeper/c.parquet"])
-    (tmp_path / "README").write_text("not data")  # a file without an ending stays out
+    # A dot in a directory's name ("v1.2") does not make it a file.
+    names = ["a.parquet", "sub/b.parquet", "sub/deeper/c.parquet", "v1.2/d.parquet"]
+    write_parts(tmp_path, names)
+    (tmp_path / "README").write_text("not data")  # files without a data ending stay out
+    (tmp_path / "notes.txt").write_text("not data")
     url, stop = serve_directory(tmp_path, "aiohttp")
     try:
         source = parquet_source(f"{url}/")
-        assert [s.split("/", 3)[-1] for s in source.files] == [
-            "a.parquet",
-            "sub/b.parquet",
-            "sub/deeper/c.parquet",
-        ]
-        assert_every_row_once(list(DataLoader(source, batch_size=4096).iter_epoch(0)), 30_000)
+        assert [s.split("/", 3)[-1] for s in source.files] == names
+        assert_every_row_once(list(DataLoader(source, batch_size=4096).iter_epoch(0)), 40_000)
+    finally:
+        stop()
+
+
+def test_an_http_directory_named_like_a_file_is_named_as_a_directory(tmp_path):
+    # Spark writes df.write.parquet("out.parquet") as a directory; linked without its "/",
+    # it failed with "Parquet magic bytes not found" and no word of a directory.
+    write_parts(tmp_path, ["out.parquet/part-0.parquet"])
+    url, stop = serve_directory(tmp_path, "aiohttp")
+    try:
+        message = r"out.parquet' is not a readable parquet file: .*it is a directory, whose URL"
+        with pytest.raises(ValueError, match=message):
+            parquet_source(f"{url}/", retry=1)  # the listing's entry for it
+        assert parquet_source(f"{url}/out.parquet").num_rows == 10_000  # asked for by name
     finally:
         stop()
 
