@@ -533,7 +533,7 @@ MUTANTS = [
         "predict-codes-by-position",
         "PlaceholderFiller does not compare the categorical levels of the two loaders",
         "matching.py",
-        "        _check_levels(train, loader, self.read, loader_name)\n",
+        "        _check_levels(train, loader, self.read, loader_name, levels_from)\n",
         "",
         (("test_predict.py", "group_codes_are_matched_by_level_not_by_position"),),
     ),
