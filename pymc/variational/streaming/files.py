@@ -277,6 +277,8 @@ def _data_files(
     base = directory.rstrip("/")
     files = []
     for f in fs.find(directory):
+        if f.rstrip("/") == base:  # a page that lists itself: no way down from there
+            continue
         relative = f[len(base) :].lstrip("/") if f.startswith(base) else os.path.basename(f)
         if any(part.startswith((".", "_")) for part in relative.split("/")):
             continue
@@ -292,7 +294,7 @@ def is_index_page(fs: fsspec.AbstractFileSystem, path: str) -> bool:
     in a listing for a directory only when it ends with "/", and some servers (aiohttp's)
     link subdirectories without one (``v1.2``, ``2024.01``, ``out.parquet`` too): their
     files would be left out silently. One HEAD request per entry asked about."""
-    if not _is_http(fs):
+    if not _is_http(fs) or path.lower().endswith((".html", ".htm")):  # a page, not a listing
         return False
     return str(fs.info(path).get("mimetype", "")).startswith("text/html")
 

@@ -496,6 +496,9 @@ def test_an_http_directory_is_read_with_its_subdirectories(tmp_path):
     write_parts(tmp_path, names)
     (tmp_path / "README").write_text("not data")  # files without a data ending stay out
     (tmp_path / "notes.txt").write_text("not data")
+    # HTML pages are not listings (about.html/ served itself again: a URL of ever more "/")
+    (tmp_path / "about.html").write_text("<html><a href='/about.html/x'>x</a></html>")
+    (tmp_path / "page").write_text("<html><body>no links</body></html>")
     url, stop = serve_directory(tmp_path, "aiohttp")
     try:
         source = parquet_source(f"{url}/")
