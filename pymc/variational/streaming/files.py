@@ -52,7 +52,7 @@ _GLOB_CHARS = ("*", "?", "[")
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the local filesystem."""
-    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    return "file" in _protocols(fs)
 
 
 def is_fork_safe(fs: fsspec.AbstractFileSystem) -> bool:
@@ -116,7 +116,7 @@ def display_path(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 def is_hub(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the Hugging Face Hub's filesystem (``hf://``)."""
-    return "hf" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    return "hf" in _protocols(fs)
 
 
 def pin_revisions(
@@ -300,6 +300,9 @@ def is_index_page(fs: fsspec.AbstractFileSystem, path: str) -> bool:
 
 
 def _is_http(fs: fsspec.AbstractFileSystem) -> bool:
-    return bool(
-        {"http", "https"} & set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    )
+    return bool({"http", "https"} & set(_protocols(fs)))
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    """The protocols of ``fs``: fsspec gives one name or a tuple of them."""
+    return fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import warnings
 
+from typing import NoReturn
+
 import numpy as np
 
 from pymc.variational.streaming.dataloader import DataLoader
@@ -227,15 +229,16 @@ class PlaceholderFiller:
         #: ``(placeholder column, given column)`` of every column given.
         self.columns = [(j, have.index(c)) for j, c in enumerate(names) if c in have]
 
-    def explain_missing(self, error: MissingValuesError) -> ValueError | None:
-        """A better error for missing values in a column nothing reads: leave it out."""
+    def raise_missing(self, error: MissingValuesError) -> NoReturn:
+        """Raise ``error``, or for missing values in a column nothing reads and that may be
+        left out, an error that says to leave it out (filling it is not needed)."""
         if error.column not in self.droppable:
-            return None  # read, or part of what is read: the values must be filled
-        return ValueError(
+            raise error  # read, or part of what is read: the values must be filled
+        raise ValueError(
             f"{error.shard}: column {error.column!r} holds missing values, and it is not among "
             f"the columns {self.reader}: leave it out of {self.loader_name}'s source "
             f"(columns=[...] without {error.column!r}); a column nothing reads need not be there"
-        )
+        ) from None
 
     def dtype(self):
         """dtype the loader should produce: the placeholder's, or a dict by given field."""

@@ -125,10 +125,7 @@ def predict(
                         parts[name].append(value)
         done = True
     except MissingValuesError as err:
-        better = filler.explain_missing(err)
-        if better is None:
-            raise
-        raise better from None
+        filler.raise_missing(err)
     finally:
         feed.restore(saved)
         if writer is not None:

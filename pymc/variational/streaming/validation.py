@@ -120,10 +120,7 @@ class HeldOutScore:
                     total += float(self._fn()) * n
                     rows += n
         except MissingValuesError as err:
-            better = self._filler.explain_missing(err)
-            if better is None:
-                raise
-            raise better from None
+            self._filler.raise_missing(err)
         finally:
             self.feed.restore(saved)
         return total / rows

@@ -328,17 +328,22 @@ def fitted_groups(tmp_path_factory):
     g = rng.choice(list(GROUP_EFFECTS), 4000)
     y = np.array([GROUP_EFFECTS[k] for k in g]) + rng.normal(0.0, 0.5, 4000)
     pq.write_table(pa.table({"g": g, "y": y}), folder / "train.parquet")
-    loader = DataLoader(parquet_source(folder / "train.parquet", categorical=["g"]), batch_size=400)
+    return group_trainer(folder / "train.parquet", groups=4, batch_size=400, steps=1500), folder
+
+
+def group_trainer(path, groups, batch_size, steps):
+    """A Normal mean per group of column g (categorical codes), fitted on ``path``."""
+    loader = DataLoader(parquet_source(path, categorical=["g"]), batch_size=batch_size, seed=0)
     with pm.Model() as model:
-        a = pm.Normal("a", 0.0, 5.0, shape=4)
-        batch = pm.Data("batch", np.zeros((400, 2)))
+        a = pm.Normal("a", 0.0, 5.0, shape=groups)
+        batch = pm.Data("batch", np.zeros((batch_size, 2)))
         mu = pm.Deterministic("mu", a[batch[:, 0].astype("int64")])
         pm.Normal("y", mu, 0.5, observed=batch[:, 1], total_size=len(loader))
     trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "not converged": short fit
-        trainer.fit(1500)
-    return trainer, folder
+        trainer.fit(steps)
+    return trainer
 
 
 def new_groups(folder, name, groups, y=None):
@@ -418,16 +423,7 @@ def test_a_float_group_column_with_a_nan_level_predicts_with_its_own_levels(tmp_
     g = np.tile([np.nan, 1.5, 2.5], 200)
     path = tmp_path / "g.parquet"
     pq.write_table(pa.table({"g": g, "y": np.nan_to_num(g, nan=0.0)}), path)
-    loader = DataLoader(parquet_source(path, categorical=["g"]), batch_size=100, seed=0)
-    with pm.Model() as model:
-        a = pm.Normal("a", 0.0, 5.0, shape=3)
-        batch = pm.Data("batch", np.zeros((100, 2)))
-        mu = pm.Deterministic("mu", a[batch[:, 0].astype("int64")])
-        pm.Normal("y", mu, 0.5, observed=batch[:, 1], total_size=len(loader))
-    trainer = Trainer(dataloader=loader, model=model, random_seed=1, progressbar=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "not converged": short fit
-        trainer.fit(300)
+    trainer = group_trainer(path, groups=3, batch_size=100, steps=300)
     levels = {"g": trainer.dataloader.categories["g"]}
     new = DataLoader(parquet_source(path, categorical=levels), batch_size=100)
     out = trainer.predict(new, "mu")
